@@ -1,0 +1,58 @@
+# Shared helpers for the bench scripts (sourced).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${EDGEWATCH_BIN:-$ROOT/target/release/edgewatch}
+WORK=${BENCH_DIR:-$ROOT/target/bench}
+mkdir -p "$WORK"
+
+build() {
+  [ -n "${EDGEWATCH_BIN:-}" ] || (cd "$ROOT" && cargo build --release --locked --quiet)
+}
+
+# video NAME ARGS...: a fixture video made once by tests/fixtures/make_video.sh
+video() {
+  local name=$1; shift
+  local out="$WORK/$name.avi"
+  [ -f "$out" ] || bash "$ROOT/tests/fixtures/make_video.sh" "$out" "$@" >&2
+  echo "$out"
+}
+
+# config FILE VIDEO PACE LOOP PORT SPOOL
+config() {
+  cat > "$1" <<CONF
+node = "bench"
+camera = "cam0"
+[log]
+format = "json"
+[http]
+listen = "127.0.0.1:$5"
+[source]
+kind = "file"
+path = "$2"
+pace = "$3"
+loop = $4
+[model]
+source = "$ROOT/model/demo"
+[clip]
+spool-dir = "$6"
+min-free-space = "1 MB"
+CONF
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+metric() { # metric PORT NAME -> value (first sample)
+  python3 - "$1" "$2" <<'PY'
+import sys, urllib.request
+body = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
+for line in body.splitlines():
+    if line.startswith(sys.argv[2] + " ") or line.startswith(sys.argv[2] + "{"):
+        print(line.rsplit(" ", 1)[1]); break
+else:
+    print("nan")
+PY
+}
+
+# cpu_seconds PID: user+system CPU seconds of a live process
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+kb() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }

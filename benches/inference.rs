@@ -1,0 +1,78 @@
+//! Per-frame cost of streaming inference vs re-running the backbone over the whole window.
+//!
+//! Same engine (tract), same model (the bundled demo model, T=16), same frames, one run.
+//! `cargo bench --bench inference` prints both figures and their ratio.
+
+use std::collections::VecDeque;
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use edgewatch::infer::{Engine, Preprocessor, Streamer};
+use edgewatch::model::ModelBundle;
+use edgewatch::source::AviReader;
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model_dir, _) = edgewatch::demo::unpack_assets(dir.path()).unwrap();
+    let bundle = ModelBundle::from_dir(&model_dir, "").unwrap();
+    let engine = Engine::load(&bundle, 1).unwrap();
+    let t = engine.manifest.temporal.window;
+    let mut pre = Preprocessor::new(&engine.manifest);
+
+    // Real frames from the bundled 640x480 demo video.
+    let mut avi = AviReader::new(Cursor::new(edgewatch::demo::DEMO_VIDEO)).unwrap();
+    let mut jpegs = Vec::new();
+    while let Some(f) = avi.next_frame().unwrap() {
+        jpegs.push(f);
+    }
+    let frames: usize = std::env::var("BENCH_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(96);
+    let t0 = Instant::now();
+    let tensors: Vec<_> = jpegs.iter().cycle().step_by(3).take(frames + t).map(|j| pre.tensor(j).unwrap()).collect();
+    let prep = t0.elapsed() / tensors.len() as u32;
+
+    // Warm up both paths.
+    let mut streamer = Streamer::new(engine.clone());
+    for x in tensors.iter().take(t) {
+        streamer.push(x.clone()).unwrap();
+    }
+
+    // Streaming: one backbone run per new frame, head over the ring.
+    let t0 = Instant::now();
+    let mut scores_stream = Vec::new();
+    for x in &tensors[t..t + frames] {
+        scores_stream.push(streamer.push(x.clone()).unwrap().0.unwrap());
+    }
+    let streaming = t0.elapsed() / frames as u32;
+
+    // Windowed (the published design): every new frame re-runs the backbone over all T frames.
+    let windowed_frames = (frames / 4).max(4);
+    let t0 = Instant::now();
+    let mut scores_window = Vec::new();
+    for i in 0..windowed_frames {
+        let window = &tensors[i + 1..i + 1 + t];
+        let feats: VecDeque<Vec<f32>> = window.iter().map(|x| engine.feature(x.clone()).unwrap()).collect();
+        scores_window.push(engine.score(feats.iter()).unwrap());
+    }
+    let windowed = t0.elapsed() / windowed_frames as u32;
+
+    // Same answers: the streaming ring holds exactly the window the windowed path recomputes.
+    for (a, b) in scores_stream.iter().zip(&scores_window) {
+        assert!((a - b).abs() < 1e-4, "streaming {a} vs windowed {b}");
+    }
+
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "inference benchmark: demo model {}x{}, T={t}, tract, 1 thread",
+        engine.manifest.input.width, engine.manifest.input.height
+    );
+    println!("  preprocess (JPEG 640x480 decode + resize + normalise): {:8.3} ms/frame", ms(prep));
+    println!(
+        "  streaming  (1 backbone + 1 head per frame):           {:8.3} ms/frame  ({frames} frames)",
+        ms(streaming)
+    );
+    println!(
+        "  windowed   ({t} backbones + 1 head per frame):          {:8.3} ms/frame  ({windowed_frames} frames)",
+        ms(windowed)
+    );
+    println!("  ratio windowed/streaming: {:.1}x (target >= 10x)", windowed.as_secs_f64() / streaming.as_secs_f64());
+}

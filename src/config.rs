@@ -1,0 +1,737 @@
+//! Configuration: typed, strict, layered with figment.
+//!
+//! Precedence (lowest first): built-in defaults < TOML file < `EDGEWATCH_*` environment
+//! < secret files named by `EDGEWATCH_*_FILE` variables (mounted Kubernetes Secrets).
+//! Nested keys use `__` in variable names: `EDGEWATCH_SOURCE__DEVICE=/dev/video1`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+/// Default location of the config file when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/edgewatch/edgewatch.toml";
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "EDGEWATCH_";
+/// Suffix of variables that name a file holding the value (Kubernetes Secret mounts).
+pub const ENV_FILE_SUFFIX: &str = "_FILE";
+
+/// A value that must never reach logs, error messages or `Debug` output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The only way to read the value; grep for it when auditing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    // Serialising is only used to show the effective config, so it redacts too.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+/// The whole configuration file. Every role reads the sections it needs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Node name, used in clip metadata and object keys. Defaults to the host name.
+    pub node: String,
+    /// Camera name on this node.
+    pub camera: String,
+    pub log: LogConfig,
+    pub http: HttpConfig,
+    pub source: SourceConfig,
+    pub model: ModelConfig,
+    pub decision: DecisionConfig,
+    pub clip: ClipConfig,
+    pub archive: ArchiveConfig,
+    pub s3: S3Config,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogConfig {
+    /// `human` for terminals, `json` for promtail/Loki.
+    pub format: LogFormat,
+    /// A tracing filter directive, e.g. `info` or `edgewatch=debug,info`.
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpConfig {
+    /// Address for `/metrics`, `/healthz` and `/readyz`.
+    pub listen: SocketAddr,
+    /// `/readyz` fails when no frame arrived for this long.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    V4l2,
+    File,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PixelFormat {
+    /// MJPEG when the camera offers it, else YUYV.
+    Auto,
+    Mjpeg,
+    Yuyv,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pace {
+    /// Deliver frames at the file's own frame rate, like a camera.
+    Realtime,
+    /// As fast as the pipeline consumes them (benchmarks, tests); inference never skips.
+    Fast,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    /// V4L2 device node.
+    pub device: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub pixel_format: PixelFormat,
+    /// JPEG quality used when YUYV frames must be compressed for the clip ring.
+    pub jpeg_quality: u8,
+    /// First delay after a camera error; doubles up to `reconnect-max`.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+    /// Video file (MJPEG in AVI) for `kind = "file"`.
+    pub path: Option<PathBuf>,
+    pub pace: Pace,
+    /// Start again at the end of the file instead of stopping.
+    #[serde(rename = "loop")]
+    pub looping: bool,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    Tract,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ModelConfig {
+    /// A local directory holding `manifest.toml`, or `s3://bucket/prefix`.
+    pub source: String,
+    /// Where models fetched from S3 are kept, verified, for offline restarts.
+    pub cache_dir: PathBuf,
+    /// Pin the manifest itself: its sha256 (hex). Empty = trust the source.
+    pub manifest_sha256: String,
+    pub backend: Backend,
+    /// Threads for one inference; 1 keeps a core free for capture and encoding on a Pi.
+    pub threads: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DecisionConfig {
+    /// Override the manifest's threshold.
+    pub threshold: Option<f32>,
+    /// An event starts when K of the last N head evaluations are at or above the threshold.
+    pub k: usize,
+    pub n: usize,
+    /// Quiet time after a clip ends before a new event may start.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClipConfig {
+    /// Finished clips (`<id>.mp4` + `<id>.json`) appear here by atomic rename.
+    pub spool_dir: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub pre_roll: Duration,
+    #[serde(with = "humantime_serde")]
+    pub post_roll: Duration,
+    /// A continuing event extends the post-roll up to this total length.
+    #[serde(with = "humantime_serde")]
+    pub max_length: Duration,
+    /// H.264 target bitrate in kbit/s (1500 keeps 10 s of 640x480 near 2 MB).
+    pub bitrate_kbps: u32,
+    /// Refuse to write a clip when the spool's filesystem has less free space than this.
+    pub min_free_space: ByteSize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ArchiveConfig {
+    /// `s3://bucket/prefix`, a local directory, or empty for no archive.
+    pub target: String,
+    /// Objects larger than this are uploaded in parts.
+    pub multipart_threshold: ByteSize,
+    pub part_size: ByteSize,
+    /// First retry delay after a failed upload; doubles (with jitter) up to `retry-max`.
+    #[serde(with = "humantime_serde")]
+    pub retry_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct S3Config {
+    /// Custom endpoint for S3-compatible stores; empty for AWS.
+    pub endpoint: String,
+    pub region: String,
+    /// Path-style URLs (`endpoint/bucket/key`), needed by most S3-compatible stores.
+    pub force_path_style: bool,
+    /// Static credentials; when absent the standard AWS credential chain is used.
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+    /// Per-request timeout, so a dead link cannot stall the upload queue forever.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "edgewatch".to_string())
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: hostname(),
+            camera: "cam0".into(),
+            log: LogConfig { format: LogFormat::Human, level: "info".into() },
+            http: HttpConfig {
+                listen: "0.0.0.0:9870".parse().expect("valid literal"),
+                stale_after: Duration::from_secs(5),
+            },
+            source: SourceConfig {
+                kind: SourceKind::V4l2,
+                device: "/dev/video0".into(),
+                width: 640,
+                height: 480,
+                fps: 15,
+                pixel_format: PixelFormat::Auto,
+                jpeg_quality: 80,
+                reconnect_min: Duration::from_millis(500),
+                reconnect_max: Duration::from_secs(30),
+                path: None,
+                pace: Pace::Realtime,
+                looping: false,
+            },
+            model: ModelConfig {
+                source: "/var/lib/edgewatch/model".into(),
+                cache_dir: "/var/cache/edgewatch/model".into(),
+                manifest_sha256: String::new(),
+                backend: Backend::Tract,
+                threads: 1,
+            },
+            decision: DecisionConfig { threshold: None, k: 3, n: 5, cooldown: Duration::from_secs(10) },
+            clip: ClipConfig {
+                spool_dir: "/var/spool/edgewatch".into(),
+                pre_roll: Duration::from_secs(5),
+                post_roll: Duration::from_secs(5),
+                max_length: Duration::from_secs(30),
+                bitrate_kbps: 1500,
+                min_free_space: ByteSize::mib(64),
+            },
+            archive: ArchiveConfig {
+                target: String::new(),
+                multipart_threshold: ByteSize::mib(16),
+                part_size: ByteSize::mib(8),
+                retry_min: Duration::from_secs(1),
+                retry_max: Duration::from_secs(300),
+            },
+            s3: S3Config {
+                endpoint: String::new(),
+                region: "us-east-1".into(),
+                force_path_style: false,
+                access_key_id: None,
+                secret_access_key: None,
+                session_token: None,
+                timeout: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+/// Where a model or an archive lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Location {
+    /// Parses `s3://bucket/prefix` or a filesystem path.
+    pub fn parse(s: &str) -> Result<Location, String> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("`{s}` has no bucket name (expected s3://bucket/prefix)"));
+            }
+            return Ok(Location::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
+        }
+        if s.contains("://") {
+            return Err(format!("`{s}`: only s3:// URLs and local paths are supported"));
+        }
+        Ok(Location::Local(PathBuf::from(s)))
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local(p) => write!(f, "{}", p.display()),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// Every problem found in a configuration, so `check-config` can list them all at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({} problem", self.0.len())?;
+        if self.0.len() != 1 {
+            f.write_str("s")?;
+        }
+        f.write_str("):")?;
+        for p in &self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// One key set by one environment variable or secret file, named so errors say where it came from.
+struct Single {
+    origin: String,
+    key: String,
+    value: Value,
+}
+
+impl Provider for Single {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.origin.clone())
+    }
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut parts: Vec<&str> = self.key.split('.').collect();
+        let last = parts.pop().unwrap_or_default();
+        let mut dict = Dict::new();
+        dict.insert(last.to_string(), self.value.clone());
+        for part in parts.into_iter().rev() {
+            let mut outer = Dict::new();
+            outer.insert(part.to_string(), Value::from(dict));
+            dict = outer;
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Maps `EDGEWATCH_S3__SECRET_ACCESS_KEY` to `s3.secret-access-key`.
+fn env_key_to_path(var: &str) -> String {
+    var.to_ascii_lowercase().split("__").map(|s| s.replace('_', "-")).collect::<Vec<_>>().join(".")
+}
+
+/// Where configuration comes from; tests set `env` explicitly instead of touching the process.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// A TOML file; `None` uses built-in defaults (plus the environment) only.
+    pub file: Option<PathBuf>,
+    /// Whether a missing `file` is an error (true when the user named it).
+    pub file_required: bool,
+    /// Environment variables to consult (name, value).
+    pub env: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// The process environment and the given file.
+    pub fn from_process(file: Option<PathBuf>, file_required: bool) -> Self {
+        Sources { file, file_required, env: std::env::vars().collect() }
+    }
+}
+
+impl Config {
+    /// Layers every source and validates the result, reporting every problem found.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
+        Self::load_with_defaults(Config::default(), sources)
+    }
+
+    /// Like [`Config::load`] but over other defaults (the demo's, for example).
+    pub fn load_with_defaults(defaults: Config, sources: &Sources) -> Result<Config, ConfigErrors> {
+        let mut problems = Vec::new();
+        let known = Figment::from(Serialized::defaults(&defaults));
+        let mut user = Figment::new();
+
+        if let Some(file) = &sources.file {
+            if file.exists() {
+                user = user.merge(Toml::file_exact(file));
+            } else if sources.file_required {
+                problems.push(format!("config file {} does not exist", file.display()));
+            }
+        }
+
+        let env_pairs: Vec<(String, String)> = sources
+            .env
+            .iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix(ENV_PREFIX)?;
+                (!rest.is_empty() && !rest.ends_with(ENV_FILE_SUFFIX)).then(|| (rest.to_string(), v.clone()))
+            })
+            .collect();
+        // figment's Env reads the process environment; tests pass an explicit list, so each
+        // variable becomes its own provider, parsed like figment's Env (`15` → int, `true` → bool).
+        for (rest, v) in &env_pairs {
+            user = user.merge(Single {
+                origin: format!("environment variable `{ENV_PREFIX}{rest}`"),
+                key: env_key_to_path(rest),
+                value: v.parse().unwrap_or_else(|_| Value::from(v.clone())),
+            });
+        }
+
+        for (k, file) in &sources.env {
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = rest.strip_suffix(ENV_FILE_SUFFIX) else { continue };
+            if rest.is_empty() {
+                continue;
+            }
+            match std::fs::read_to_string(file) {
+                Ok(content) => {
+                    user = user.merge(Single {
+                        origin: format!("secret file named by `{k}`"),
+                        key: env_key_to_path(rest),
+                        // Taken verbatim (never parsed), less the newline such files end with.
+                        value: Value::from(content.trim_end_matches(['\n', '\r']).to_string()),
+                    })
+                }
+                // The error names the variable and the path, never the content.
+                Err(e) => problems.push(format!("`{k}` names {file}, which cannot be read: {e}")),
+            }
+        }
+
+        // Unknown keys: compare the user's key paths with the defaults' (serde stops at the first).
+        match (known.extract::<Value>(), user.extract::<Value>()) {
+            (Ok(known_v), Ok(user_v)) => {
+                let mut unknown = BTreeSet::new();
+                unknown_keys(&known_v, &user_v, "", &mut unknown);
+                for key in unknown {
+                    let from = user.find_metadata(&key).map(describe_source).unwrap_or_else(|| "unknown source".into());
+                    problems.push(format!("unknown key `{key}` (from {from})"));
+                }
+            }
+            (_, Err(e)) => problems.extend(figment_problems(e)),
+            (Err(e), _) => problems.extend(figment_problems(e)),
+        }
+        if !problems.is_empty() {
+            return Err(ConfigErrors(problems));
+        }
+
+        let config: Config = match known.merge(user).extract() {
+            Ok(c) => c,
+            Err(e) => return Err(ConfigErrors(figment_problems(e))),
+        };
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    /// Cross-field rules serde cannot express. Each message names the key and the fix.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let s = &self.source;
+        if self.node.trim().is_empty() {
+            p.push("`node` is empty; set it to this node's name".into());
+        }
+        if !is_key_safe(&self.node) || !is_key_safe(&self.camera) {
+            p.push("`node` and `camera` may contain only letters, digits, `-`, `_` and `.` (they become file names and object keys)".into());
+        }
+        match s.kind {
+            SourceKind::File => {
+                if s.path.is_none() {
+                    p.push("`source.path` is required when `source.kind = \"file\"`".into());
+                }
+            }
+            SourceKind::V4l2 => {
+                if s.width == 0 || s.height == 0 {
+                    p.push("`source.width` and `source.height` must be positive".into());
+                }
+            }
+        }
+        if s.fps == 0 || s.fps > 120 {
+            p.push(format!("`source.fps` = {} is out of range (1..=120)", s.fps));
+        }
+        if !(1..=100).contains(&s.jpeg_quality) {
+            p.push(format!("`source.jpeg-quality` = {} is out of range (1..=100)", s.jpeg_quality));
+        }
+        if s.reconnect_min.is_zero() || s.reconnect_min > s.reconnect_max {
+            p.push("`source.reconnect-min` must be positive and at most `source.reconnect-max`".into());
+        }
+        if let Err(e) = Location::parse(&self.model.source) {
+            p.push(format!("`model.source`: {e}"));
+        }
+        if !self.model.manifest_sha256.is_empty()
+            && (self.model.manifest_sha256.len() != 64
+                || !self.model.manifest_sha256.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            p.push("`model.manifest-sha256` must be 64 hex digits or empty".into());
+        }
+        if self.model.threads == 0 || self.model.threads > 16 {
+            p.push(format!("`model.threads` = {} is out of range (1..=16)", self.model.threads));
+        }
+        let d = &self.decision;
+        if let Some(t) = d.threshold {
+            if !(0.0..=1.0).contains(&t) || t.is_nan() {
+                p.push(format!("`decision.threshold` = {t} must be within 0..=1"));
+            }
+        }
+        if d.n == 0 || d.k == 0 || d.k > d.n {
+            p.push(format!("`decision.k` = {} and `decision.n` = {} must satisfy 1 <= k <= n", d.k, d.n));
+        }
+        if d.n > 1000 {
+            p.push("`decision.n` is larger than 1000".into());
+        }
+        let c = &self.clip;
+        if c.post_roll.is_zero() {
+            p.push("`clip.post-roll` must be positive".into());
+        }
+        if c.pre_roll > Duration::from_secs(60) {
+            p.push("`clip.pre-roll` over 60 s would hold too many frames in memory".into());
+        }
+        if c.max_length < c.pre_roll + c.post_roll {
+            p.push(format!(
+                "`clip.max-length` ({}) must be at least `clip.pre-roll` + `clip.post-roll` ({})",
+                humantime::format_duration(c.max_length),
+                humantime::format_duration(c.pre_roll + c.post_roll)
+            ));
+        }
+        if c.max_length > Duration::from_secs(600) {
+            p.push("`clip.max-length` over 10 minutes is not supported".into());
+        }
+        if !(100..=20_000).contains(&c.bitrate_kbps) {
+            p.push(format!("`clip.bitrate-kbps` = {} is out of range (100..=20000)", c.bitrate_kbps));
+        }
+        if c.spool_dir.as_os_str().is_empty() {
+            p.push("`clip.spool-dir` is empty".into());
+        }
+        let a = &self.archive;
+        let archive = if a.target.is_empty() {
+            None
+        } else {
+            match Location::parse(&a.target) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    p.push(format!("`archive.target`: {e}"));
+                    None
+                }
+            }
+        };
+        if let Some(Location::Local(dir)) = &archive {
+            if dir == &c.spool_dir {
+                p.push("`archive.target` must not be the spool directory".into());
+            }
+        }
+        // S3 rejects parts under 5 MiB (except the last), so smaller sizes only work on some stores.
+        if a.part_size < ByteSize::mib(5) {
+            p.push("`archive.part-size` must be at least 5 MiB (the S3 minimum)".into());
+        }
+        if a.multipart_threshold < a.part_size {
+            p.push("`archive.multipart-threshold` must be at least `archive.part-size`".into());
+        }
+        if a.retry_min.is_zero() || a.retry_min > a.retry_max {
+            p.push("`archive.retry-min` must be positive and at most `archive.retry-max`".into());
+        }
+        let uses_s3 = matches!(archive, Some(Location::S3 { .. }))
+            || matches!(Location::parse(&self.model.source), Ok(Location::S3 { .. }));
+        let s3 = &self.s3;
+        if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+            p.push("`s3.access-key-id` and `s3.secret-access-key` must be given together (or neither, for the AWS credential chain)".into());
+        }
+        if uses_s3 && s3.region.is_empty() {
+            p.push("`s3.region` is required when S3 is used".into());
+        }
+        if !(s3.endpoint.is_empty() || s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
+            p.push(format!("`s3.endpoint` = `{}` must start with http:// or https://", s3.endpoint));
+        }
+        if s3.timeout.is_zero() {
+            p.push("`s3.timeout` must be positive".into());
+        }
+        p
+    }
+
+    /// The archive target, if any (validated by [`Config::validate`]).
+    pub fn archive_location(&self) -> Option<Location> {
+        (!self.archive.target.is_empty()).then(|| Location::parse(&self.archive.target).ok()).flatten()
+    }
+
+    /// The decision threshold: the config's override or the manifest's.
+    pub fn threshold(&self, manifest_threshold: f32) -> f32 {
+        self.decision.threshold.unwrap_or(manifest_threshold)
+    }
+
+    /// The config as TOML with secrets redacted (for `check-config --print`).
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+fn is_key_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s != "."
+        && s != ".."
+}
+
+fn unknown_keys(known: &Value, user: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    let (Some(kd), Some(ud)) = (known.as_dict(), user.as_dict()) else { return };
+    for (k, uv) in ud {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match kd.get(k) {
+            None => {
+                out.insert(path);
+            }
+            Some(kv) => unknown_keys(kv, uv, &path, out),
+        }
+    }
+}
+
+fn describe_source(m: &Metadata) -> String {
+    match &m.source {
+        Some(figment::Source::File(p)) => format!("{} {}", m.name, p.display()),
+        _ => m.name.to_string(),
+    }
+}
+
+fn figment_problems(e: figment::Error) -> Vec<String> {
+    e.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() { String::new() } else { format!("`{}`: ", e.path.join(".")) };
+            let from = e.metadata.as_ref().map(|m| format!(" (from {})", describe_source(m))).unwrap_or_default();
+            format!("{key}{}{from}", e.kind)
+        })
+        .collect()
+}
+
+/// Reads a config for `check-config`: no side effects, every problem listed.
+pub fn check_file(path: &Path) -> Result<Config, ConfigErrors> {
+    Config::load(&Sources::from_process(Some(path.to_path_buf()), true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, toml).unwrap();
+        Config::load(&Sources {
+            file: Some(f),
+            file_required: true,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        })
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Vec::<String>::new());
+        let c = load("", &[]).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn precedence_file_then_env_then_secret_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("sk");
+        std::fs::write(&secret, "s3cr3t\n").unwrap();
+        let c = load(
+            "camera = \"door\"\n[source]\nfps = 10\n[s3]\naccess-key-id = \"from-file\"\nsecret-access-key = \"file\"\n",
+            &[
+                ("EDGEWATCH_SOURCE__FPS", "12"),
+                ("EDGEWATCH_S3__SECRET_ACCESS_KEY", "from-env"),
+                ("EDGEWATCH_S3__SECRET_ACCESS_KEY_FILE", secret.to_str().unwrap()),
+                ("OTHER_SOURCE__FPS", "99"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.camera, "door");
+        assert_eq!(c.source.fps, 12);
+        assert_eq!(c.s3.secret_access_key.as_ref().unwrap().expose(), "s3cr3t");
+        assert_eq!(c.s3.access_key_id.as_ref().unwrap().expose(), "from-file");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = load("[s3]\naccess-key-id = \"AKIAXXXX\"\nsecret-access-key = \"topsecret\"\n", &[]).unwrap();
+        for shown in [format!("{c:?}"), c.to_redacted_toml()] {
+            assert!(!shown.contains("topsecret") && !shown.contains("AKIAXXXX"), "{shown}");
+            assert!(shown.contains("[redacted]"));
+        }
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_source() {
+        let e =
+            load("cmera = \"x\"\n[source]\nfsp = 3\n[decision]\nk = 9\nn = 2\n", &[("EDGEWATCH_CLIP__PRE_ROL", "1s")])
+                .unwrap_err();
+        let all = e.to_string();
+        assert!(all.contains("unknown key `cmera` (from TOML file"), "{all}");
+        assert!(all.contains("unknown key `source.fsp`"), "{all}");
+        assert!(all.contains("unknown key `clip.pre-rol`"), "{all}");
+        assert_eq!(e.0.len(), 3, "{all}");
+    }
+}

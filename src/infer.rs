@@ -1,0 +1,245 @@
+//! Inference with tract: JPEG → normalised tensor → backbone feature → ring of T features → head score.
+//!
+//! Streaming is the point: the backbone runs once per sampled frame and the head runs over the
+//! ring of the last T features, instead of re-running the backbone over the whole window.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+use zune_jpeg::zune_core::bytestream::ZCursor;
+use zune_jpeg::zune_core::colorspace::ColorSpace;
+use zune_jpeg::zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+
+use crate::model::{FileSpec, Manifest, ModelBundle, ModelError};
+
+/// An 8-bit RGB image.
+#[derive(Clone, Debug)]
+pub struct Rgb {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error("undecodable frame: {0}")]
+    Decode(String),
+    #[error("inference failed: {0}")]
+    Tract(String),
+}
+
+/// Decodes a JPEG to RGB.
+pub fn decode_rgb(jpeg: &[u8]) -> Result<Rgb, InferError> {
+    let opts =
+        DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB).set_max_width(8192).set_max_height(8192);
+    let mut dec = JpegDecoder::new_with_options(ZCursor::new(jpeg), opts);
+    let data = dec.decode().map_err(|e| InferError::Decode(format!("{e:?}")))?;
+    let info = dec.info().ok_or_else(|| InferError::Decode("no image info".into()))?;
+    let (width, height) = (info.width as u32, info.height as u32);
+    if data.len() != (width * height * 3) as usize {
+        return Err(InferError::Decode("decoded size does not match the header".into()));
+    }
+    Ok(Rgb { width, height, data })
+}
+
+/// Turns frames into the backbone's input: resize (SIMD) and normalise into NCHW.
+pub struct Preprocessor {
+    width: u32,
+    height: u32,
+    scale: [f32; 3],
+    offset: [f32; 3],
+    resizer: Resizer,
+    resized: Image<'static>,
+}
+
+impl Preprocessor {
+    pub fn new(m: &Manifest) -> Self {
+        let (w, h) = (m.input.width, m.input.height);
+        // (x/255 - mean) / std folded into one multiply-add per value.
+        let scale = std::array::from_fn(|c| 1.0 / (255.0 * m.input.std[c]));
+        let offset = std::array::from_fn(|c| -m.input.mean[c] / m.input.std[c]);
+        Preprocessor {
+            width: w,
+            height: h,
+            scale,
+            offset,
+            resizer: Resizer::new(),
+            resized: Image::new(w, h, PixelType::U8x3),
+        }
+    }
+
+    /// Decodes, resizes and normalises one frame.
+    pub fn tensor(&mut self, jpeg: &[u8]) -> Result<Tensor, InferError> {
+        let rgb = decode_rgb(jpeg)?;
+        self.tensor_from_rgb(rgb)
+    }
+
+    pub fn tensor_from_rgb(&mut self, rgb: Rgb) -> Result<Tensor, InferError> {
+        let src = Image::from_vec_u8(rgb.width, rgb.height, rgb.data, PixelType::U8x3)
+            .map_err(|e| InferError::Decode(e.to_string()))?;
+        let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        self.resizer.resize(&src, &mut self.resized, &opts).map_err(|e| InferError::Decode(e.to_string()))?;
+        let (w, h) = (self.width as usize, self.height as usize);
+        let plane = w * h;
+        let mut out = vec![0f32; 3 * plane];
+        for (i, px) in self.resized.buffer().chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = px[c] as f32 * self.scale[c] + self.offset[c];
+            }
+        }
+        Tensor::from_shape(&[1, 3, h, w], &out).map_err(|e| InferError::Tract(e.to_string()))
+    }
+}
+
+type Plan = Arc<TypedSimplePlan>;
+
+/// The two loaded, optimised graphs.
+#[derive(Clone)]
+pub struct Engine {
+    pub manifest: Manifest,
+    backbone: Plan,
+    head: Plan,
+    threads: usize,
+}
+
+fn load_plan(
+    bytes: &[u8],
+    spec: &FileSpec,
+    what: &str,
+    shape: &[usize],
+    out_shape: &[usize],
+) -> Result<Plan, ModelError> {
+    let contract = |msg: String| ModelError::Contract { what: format!("{what} ({})", spec.file), msg };
+    let mut model = tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| contract(format!("not a loadable ONNX graph: {e}")))?;
+    let inputs = model.input_outlets().map_err(|e| contract(e.to_string()))?.to_vec();
+    if inputs.len() != 1 {
+        return Err(contract(format!("expected 1 input, found {}", inputs.len())));
+    }
+    let in_name = &model.node(inputs[0].node).name;
+    if in_name != &spec.input {
+        return Err(contract(format!("input is named `{in_name}`, the manifest says `{}`", spec.input)));
+    }
+    // A graph with a fixed input shape must match the manifest; symbolic dims are bound here.
+    let declared = model.input_fact(0).map_err(|e| contract(e.to_string()))?.clone();
+    if let Some(dims) = declared.shape.concretize() {
+        let dims: Vec<Option<i64>> = dims.iter().map(|d| d.to_i64().ok()).collect();
+        if dims.len() != shape.len() || dims.iter().zip(shape).any(|(d, s)| d.is_some_and(|d| d != *s as i64)) {
+            return Err(contract(format!("input shape is {dims:?}, the manifest implies {shape:?}")));
+        }
+    }
+    model = model.with_input_fact(0, f32::fact(shape).into()).map_err(|e| contract(e.to_string()))?;
+    let outputs = model.output_outlets().map_err(|e| contract(e.to_string()))?.to_vec();
+    if outputs.len() != 1 {
+        return Err(contract(format!("expected 1 output, found {}", outputs.len())));
+    }
+    let typed = model.into_optimized().map_err(|e| contract(format!("cannot optimise for input {shape:?}: {e}")))?;
+    let fact = typed.output_fact(0).map_err(|e| contract(e.to_string()))?;
+    let got: Option<Vec<usize>> = fact.shape.as_concrete().map(|s| s.to_vec());
+    if got.as_deref() != Some(out_shape) {
+        return Err(contract(format!("output shape is {:?}, the contract needs {out_shape:?}", fact.shape)));
+    }
+    typed.into_runnable().map_err(|e| contract(e.to_string()))
+}
+
+impl Engine {
+    /// Loads both graphs and checks their shapes against the manifest and the contract.
+    pub fn load(bundle: &ModelBundle, threads: usize) -> Result<Engine, ModelError> {
+        let m = &bundle.manifest;
+        let (h, w) = (m.input.height as usize, m.input.width as usize);
+        let (t, f) = (m.temporal.window, m.temporal.feature_dim);
+        let backbone = load_plan(&bundle.backbone, &m.backbone, "backbone", &[1, 3, h, w], &[1, f])?;
+        let head = load_plan(&bundle.head, &m.head, "head", &[1, t, f], &[1, 1])?;
+        Ok(Engine { manifest: m.clone(), backbone, head, threads: threads.max(1) })
+    }
+
+    fn with_threads<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.threads > 1 {
+            tract_linalg::multithread::multithread_tract_scope(
+                tract_linalg::multithread::Executor::multithread(self.threads),
+                f,
+            )
+        } else {
+            f()
+        }
+    }
+
+    /// One backbone run: [1,3,H,W] → feature of length F.
+    pub fn feature(&self, input: Tensor) -> Result<Vec<f32>, InferError> {
+        let out = self
+            .with_threads(|| self.backbone.run(tvec!(input.into())))
+            .map_err(|e| InferError::Tract(e.to_string()))?;
+        let v = out[0].to_plain_array_view::<f32>().map_err(|e| InferError::Tract(e.to_string()))?;
+        Ok(v.iter().copied().collect())
+    }
+
+    /// One head run over T features (oldest first) → score.
+    pub fn score<'a>(&self, window: impl ExactSizeIterator<Item = &'a Vec<f32>>) -> Result<f32, InferError> {
+        let (t, f) = (self.manifest.temporal.window, self.manifest.temporal.feature_dim);
+        if window.len() != t {
+            return Err(InferError::Tract(format!("head needs {t} features, got {}", window.len())));
+        }
+        let mut flat = Vec::with_capacity(t * f);
+        for feat in window {
+            flat.extend_from_slice(feat);
+        }
+        let input = Tensor::from_shape(&[1, t, f], &flat).map_err(|e| InferError::Tract(e.to_string()))?;
+        let out =
+            self.with_threads(|| self.head.run(tvec!(input.into()))).map_err(|e| InferError::Tract(e.to_string()))?;
+        let v = out[0].to_plain_array_view::<f32>().map_err(|e| InferError::Tract(e.to_string()))?;
+        v.iter().next().copied().ok_or_else(|| InferError::Tract("empty head output".into()))
+    }
+}
+
+/// Timings of one streaming step, for metrics and benchmarks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepTiming {
+    pub backbone: Duration,
+    pub head: Option<Duration>,
+}
+
+/// The streaming scorer: one backbone run per frame, head over the ring once it is full.
+pub struct Streamer {
+    engine: Engine,
+    ring: VecDeque<Vec<f32>>,
+}
+
+impl Streamer {
+    pub fn new(engine: Engine) -> Self {
+        let t = engine.manifest.temporal.window;
+        Streamer { engine, ring: VecDeque::with_capacity(t) }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Adds a frame; returns the score once T features are in the ring.
+    pub fn push(&mut self, input: Tensor) -> Result<(Option<f32>, StepTiming), InferError> {
+        let t0 = Instant::now();
+        let feat = self.engine.feature(input)?;
+        let backbone = t0.elapsed();
+        if self.ring.len() == self.engine.manifest.temporal.window {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(feat);
+        if self.ring.len() < self.engine.manifest.temporal.window {
+            return Ok((None, StepTiming { backbone, head: None }));
+        }
+        let t1 = Instant::now();
+        let score = self.engine.score(self.ring.iter())?;
+        Ok((Some(score), StepTiming { backbone, head: Some(t1.elapsed()) }))
+    }
+
+    /// Forgets the history (after a camera outage the old features are stale).
+    pub fn reset(&mut self) {
+        self.ring.clear();
+    }
+}

@@ -1,0 +1,25 @@
+//! edgewatch: violence detection for fleets of Raspberry Pi 4 camera nodes.
+//!
+//! # Layout
+//! - [`config`]: the typed, strict, layered configuration shared by every role.
+//! - [`source`]: frame sources (V4L2 camera, MJPEG-in-AVI file).
+//! - [`model`] and [`infer`]: the two-file model contract and streaming inference with tract.
+//! - [`clip`]: the K-of-N decision, the pre-roll ring, clip cutting and H.264/MP4 encoding.
+//! - [`spool`]: the on-disk protocol between the detector and the watchdog.
+//! - [`archive`] and [`s3`]: the durable upload queue to S3 or a directory.
+//! - [`detector`]: the `detect` role wiring it all together; [`demo`] runs it on bundled data.
+//! - [`telemetry`]: logs, Prometheus metrics, `/healthz` and `/readyz`.
+//! - [`shutdown`]: SIGTERM/SIGINT handling.
+
+pub mod archive;
+pub mod clip;
+pub mod config;
+pub mod demo;
+pub mod detector;
+pub mod infer;
+pub mod model;
+pub mod s3;
+pub mod shutdown;
+pub mod source;
+pub mod spool;
+pub mod telemetry;

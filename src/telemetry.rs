@@ -1,0 +1,304 @@
+//! Logs, Prometheus metrics and the health endpoints shared by every role.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global tracing subscriber: human or JSON lines on stdout (promtail reads stdout).
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    // try_init: tests and the demo may initialise more than once.
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+    };
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub name: String,
+    pub sha256: String,
+    pub input_size: String,
+    pub window: String,
+    pub backend: String,
+}
+
+/// The detector's metrics. Names are a contract with the dashboards and alert rules.
+#[derive(Clone)]
+pub struct DetectorMetrics {
+    pub frames_captured: Counter,
+    pub frames_decode_failed: Counter,
+    pub frames_dropped: Counter,
+    pub frames_inferred: Counter,
+    pub frames_inference_skipped: Counter,
+    pub camera_reconnects: Counter,
+    pub camera_up: Gauge,
+    pub camera_outage_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    pub backbone_seconds: Histogram,
+    pub head_seconds: Histogram,
+    pub score: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub events: Counter,
+    pub clips_written: Counter,
+    pub clip_write_failed: Family<ReasonLabel, Counter>,
+    pub clip_write_seconds: Histogram,
+    pub clip_bytes: Counter,
+    pub uploads: Family<ResultLabel, Counter>,
+    pub upload_queue_depth: Gauge,
+    pub upload_seconds: Histogram,
+    pub model_fetches: Family<ResultLabel, Counter>,
+    /// Set to 1 for the loaded model (registered before loading, so /metrics serves meanwhile).
+    pub model_info: Family<ModelLabels, Gauge>,
+}
+
+impl DetectorMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let latency = || Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let m = DetectorMetrics {
+            frames_captured: Counter::default(),
+            frames_decode_failed: Counter::default(),
+            frames_dropped: Counter::default(),
+            frames_inferred: Counter::default(),
+            frames_inference_skipped: Counter::default(),
+            camera_reconnects: Counter::default(),
+            camera_up: Gauge::default(),
+            camera_outage_seconds: Counter::default(),
+            backbone_seconds: latency(),
+            head_seconds: latency(),
+            score: Gauge::default(),
+            events: Counter::default(),
+            clips_written: Counter::default(),
+            clip_write_failed: Family::default(),
+            clip_write_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            clip_bytes: Counter::default(),
+            uploads: Family::default(),
+            upload_queue_depth: Gauge::default(),
+            upload_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            model_fetches: Family::default(),
+            model_info: Family::default(),
+        };
+        let r = registry;
+        r.register("frames_captured", "Frames delivered by the source", m.frames_captured.clone());
+        r.register(
+            "frames_decode_failed",
+            "Frames that could not be decoded and were skipped",
+            m.frames_decode_failed.clone(),
+        );
+        r.register("frames_dropped", "Frames lost before the clip ring (pipeline saturated)", m.frames_dropped.clone());
+        r.register("frames_inferred", "Frames run through the backbone", m.frames_inferred.clone());
+        r.register(
+            "frames_inference_skipped",
+            "Sampled frames not inferred because inference was busy",
+            m.frames_inference_skipped.clone(),
+        );
+        r.register("camera_reconnects", "Camera reconnect attempts after an error", m.camera_reconnects.clone());
+        r.register("camera_up", "1 while the camera delivers frames", m.camera_up.clone());
+        r.register("camera_outage_seconds", "Time spent without a working camera", m.camera_outage_seconds.clone());
+        r.register("backbone_latency_seconds", "Backbone inference time per frame", m.backbone_seconds.clone());
+        r.register("head_latency_seconds", "Temporal head inference time per evaluation", m.head_seconds.clone());
+        r.register("score", "Latest violence score from the head", m.score.clone());
+        r.register("events", "Events detected", m.events.clone());
+        r.register("clips_written", "Clips written to the spool", m.clips_written.clone());
+        r.register("clip_write_failed", "Clips that could not be written", m.clip_write_failed.clone());
+        r.register(
+            "clip_write_duration_seconds",
+            "From end of post-roll to the clip in the spool (encoding included)",
+            m.clip_write_seconds.clone(),
+        );
+        r.register("clip_bytes", "Bytes of clips written", m.clip_bytes.clone());
+        r.register("uploads", "Clip uploads to the archive by result", m.uploads.clone());
+        r.register("upload_queue_depth", "Clips waiting for the archive", m.upload_queue_depth.clone());
+        r.register("upload_duration_seconds", "Time per successful upload", m.upload_seconds.clone());
+        r.register("model_fetches", "Model fetch attempts by result", m.model_fetches.clone());
+        r.register("model_info", "The loaded model (value 1)", m.model_info.clone());
+        m
+    }
+}
+
+/// Registers `edgewatch_build_info` (a gauge at 1: promtool's text parser rejects the OpenMetrics `info` type).
+pub fn register_build_info(registry: &mut Registry) {
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Build {
+        version: &'static str,
+    }
+    let family = Family::<Build, Gauge>::default();
+    family.get_or_create(&Build { version: env!("CARGO_PKG_VERSION") }).set(1);
+    registry.register("build_info", "edgewatch build", family);
+}
+
+/// What `/healthz` and `/readyz` report.
+#[derive(Debug)]
+pub struct Health {
+    started: Instant,
+    /// Set once the model is loaded (detector) or the role is initialised.
+    initialised: AtomicBool,
+    /// Milliseconds since `started` of the latest frame, plus one (0 = none yet).
+    last_progress_ms: AtomicU64,
+    stale_after: Duration,
+    /// When false, readiness does not depend on frames (roles without a camera).
+    needs_progress: bool,
+}
+
+impl Health {
+    pub fn new(stale_after: Duration, needs_progress: bool) -> Arc<Self> {
+        Arc::new(Health {
+            started: Instant::now(),
+            initialised: AtomicBool::new(false),
+            last_progress_ms: AtomicU64::new(0),
+            stale_after,
+            needs_progress,
+        })
+    }
+    pub fn set_initialised(&self) {
+        self.initialised.store(true, Ordering::Release);
+    }
+    /// Called on every frame; a relaxed store is cheap enough for the capture path.
+    pub fn progress(&self) {
+        let ms = self.started.elapsed().as_millis() as u64 + 1;
+        self.last_progress_ms.store(ms, Ordering::Relaxed);
+    }
+    /// `Ok` when ready, else the reason.
+    pub fn ready(&self) -> Result<(), String> {
+        if !self.initialised.load(Ordering::Acquire) {
+            return Err("not initialised (model loading)".into());
+        }
+        if self.needs_progress {
+            let last = self.last_progress_ms.load(Ordering::Relaxed);
+            if last == 0 {
+                return Err("no frame received yet".into());
+            }
+            let age = self.started.elapsed().saturating_sub(Duration::from_millis(last - 1));
+            if age > self.stale_after {
+                return Err(format!("no frame for {:.1} s", age.as_secs_f64()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+}
+
+/// Binds the metrics/health listener. Returns the bound address (useful with port 0).
+pub async fn serve(
+    listen: SocketAddr,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(HttpState { registry, health });
+    let handle = tokio::spawn(async move {
+        let res = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "metrics server failed");
+        }
+    });
+    Ok((addr, handle))
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serves OpenMetrics to clients that ask for it (Prometheus does), else the classic text format
+/// that every other tool (promtool, curl users, older agents) reads.
+async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> impl IntoResponse {
+    let mut body = String::new();
+    if prometheus_client::encoding::text::encode(&mut body, &s.registry).is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], "encode failed\n".into());
+    }
+    let wants_om = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    if wants_om {
+        (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], body)
+    } else {
+        (StatusCode::OK, [(header::CONTENT_TYPE, TEXT_004)], openmetrics_to_text(&body))
+    }
+}
+
+/// Converts prometheus-client's OpenMetrics output to the text format 0.0.4: counters are
+/// described under their `_total` sample name, and `# UNIT`/`# EOF` lines go.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut help: Option<&str> = None;
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let name = if kind == "counter" { format!("{name}_total") } else { name.to_string() };
+            if let Some(h) = help.take() {
+                let text = h.split_once(' ').map(|(_, t)| t).unwrap_or("");
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    match s.health.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_counters_become_text_format_counters() {
+        let om = "# HELP ew_frames Frames.\n# TYPE ew_frames counter\new_frames_total 3\n# HELP ew_up Up.\n# TYPE ew_up gauge\new_up 1\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(om),
+            "# HELP ew_frames_total Frames.\n# TYPE ew_frames_total counter\new_frames_total 3\n# HELP ew_up Up.\n# TYPE ew_up gauge\new_up 1\n"
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! Shared helpers: fixture videos made with ffmpeg, a real S3-compatible server (s3s-fs, which
+//! checks SigV4 signatures), ffprobe, and a tiny HTTP client.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use edgewatch::config::{Config, LogFormat, Pace, SourceKind};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_edgewatch"))
+}
+
+pub fn demo_model() -> PathBuf {
+    repo().join("model/demo")
+}
+
+static FIXTURE_LOCK: Mutex<()> = Mutex::new(());
+
+/// A fixture video made by tests/fixtures/make_video.sh, cached under target/ by its arguments.
+/// Returns the path and the burst's (start, end) in seconds as the script printed them.
+pub fn fixture_video(args: &[&str]) -> (PathBuf, f64, f64) {
+    let _guard = FIXTURE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = repo().join("target/test-fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = args.join("_").replace(['-', ' '], "");
+    let path = dir.join(format!("video{name}.avi"));
+    let meta = dir.join(format!("video{name}.txt"));
+    if !path.exists() || !meta.exists() {
+        let out = Command::new("bash")
+            .arg(repo().join("tests/fixtures/make_video.sh"))
+            .arg(&path)
+            .args(args)
+            .output()
+            .expect("running make_video.sh (needs ffmpeg, ffprobe, python3)");
+        assert!(
+            out.status.success(),
+            "make_video.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&meta, &out.stdout).unwrap();
+    }
+    let text = std::fs::read_to_string(&meta).unwrap();
+    // The script prints "burst: start 12 s (frame 180), end 16 s (frame 240, exclusive)".
+    let line =
+        text.lines().find(|l| l.starts_with("burst: start")).unwrap_or_else(|| panic!("no burst line in:\n{text}"));
+    let after = |key: &str| -> f64 {
+        let rest = &line[line.find(key).unwrap_or_else(|| panic!("no `{key}` in {line}")) + key.len()..];
+        rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad `{key}` in {line}"))
+    };
+    (path, after("start "), after("end "))
+}
+
+/// A config for tests: a fast file source, the demo model, everything under `dir`, port 0.
+pub fn test_config(dir: &Path, video: &Path) -> Config {
+    let mut c = Config { node: "test-node".into(), camera: "cam0".into(), ..Config::default() };
+    c.log.format = LogFormat::Human;
+    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    c.source.kind = SourceKind::File;
+    c.source.path = Some(video.to_path_buf());
+    c.source.pace = Pace::Fast;
+    c.model.source = demo_model().display().to_string();
+    c.model.cache_dir = dir.join("model-cache");
+    c.clip.spool_dir = dir.join("spool");
+    c.clip.min_free_space = bytesize::ByteSize::mib(1);
+    c.archive.retry_min = Duration::from_millis(200);
+    c.archive.retry_max = Duration::from_secs(1);
+    c.s3.timeout = Duration::from_secs(5);
+    c
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn init_logs() {
+    edgewatch::telemetry::init_logging(LogFormat::Human, "info,aws_config=warn,aws_smithy_runtime=warn");
+}
+
+pub const ACCESS_KEY: &str = "edgewatch-test";
+pub const SECRET_KEY: &str = "edgewatch-test-secret-key";
+
+/// A real s3s-fs server on loopback. Install: `cargo install s3s-fs@0.14.1 --features binary`.
+pub struct S3Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub root: PathBuf,
+}
+
+fn s3s_fs_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("S3S_FS_BIN") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+    let p = home.join("bin/s3s-fs");
+    assert!(
+        p.exists(),
+        "s3s-fs not found at {} (install it: cargo install s3s-fs@0.14.1 --features binary --locked)",
+        p.display()
+    );
+    p
+}
+
+impl S3Server {
+    /// Reserves a port without starting the server (to test "server down, then up").
+    pub fn new(root: &Path) -> S3Server {
+        std::fs::create_dir_all(root).unwrap();
+        S3Server { child: None, port: free_port(), root: root.to_path_buf() }
+    }
+
+    pub fn start(root: &Path) -> S3Server {
+        let mut s = S3Server::new(root);
+        s.up();
+        s
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn up(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new(s3s_fs_bin())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting s3s-fs");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(20));
+    }
+
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Points a config at this server with the right credentials.
+    pub fn configure(&self, c: &mut Config) {
+        c.s3.endpoint = self.endpoint();
+        c.s3.region = "us-east-1".into();
+        c.s3.force_path_style = true;
+        c.s3.access_key_id = Some(edgewatch::config::Secret::new(ACCESS_KEY));
+        c.s3.secret_access_key = Some(edgewatch::config::Secret::new(SECRET_KEY));
+    }
+
+    pub fn mkbucket(&self, name: &str) {
+        std::fs::create_dir_all(self.root.join(name)).unwrap();
+    }
+
+    /// Files of a bucket as stored by s3s-fs (relative key → bytes), ignoring its metadata files.
+    pub fn objects(&self, bucket: &str) -> Vec<(String, Vec<u8>)> {
+        let base = self.root.join(bucket);
+        let mut out = Vec::new();
+        let mut stack = vec![base.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                let p = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p.strip_prefix(&base).unwrap().to_string_lossy().into_owned();
+                    out.push((rel, std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listening on port {port} after {timeout:?}");
+}
+
+/// Minimal HTTP/1.0 GET (the tests only need status and body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// ffprobe's view of a media file as JSON.
+pub fn ffprobe(path: &Path) -> serde_json::Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams", "-count_frames"])
+        .arg(path)
+        .output()
+        .expect("running ffprobe (apt-get install ffmpeg)");
+    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `promtool check metrics` on an exposition; returns its complaints (empty when clean).
+pub fn promtool_check_metrics(text: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running promtool (apt-get install prometheus)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() && s.trim().is_empty() {
+        s = format!("promtool exited with {}", out.status);
+    }
+    s
+}
+
+/// Waits until `f` returns Some, polling; panics with `what` on timeout.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

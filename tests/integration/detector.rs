@@ -1,0 +1,274 @@
+//! The detector end to end on ffmpeg-made videos with the demo model, whose response is known:
+//! score = sigmoid(40 · (mean brightness over the window − 0.6)) (see model/README.md).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edgewatch::infer::decode_rgb;
+use edgewatch::source::{AviReader, Sampler};
+use edgewatch::spool::{self, Sidecar};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+/// Predicts the first trigger (media seconds) from the frames themselves and the model's formula.
+fn predict_trigger(video: &Path, k: usize, n: usize) -> f64 {
+    let mut r = AviReader::new(BufReader::new(File::open(video).unwrap())).unwrap();
+    let fps = r.info().fps;
+    let mut sampler = Sampler::new(5.0);
+    let mut window: VecDeque<f64> = VecDeque::new();
+    let mut recent: VecDeque<bool> = VecDeque::new();
+    let mut seq = 0u64;
+    while let Some(jpeg) = r.next_frame().unwrap() {
+        let pts = Duration::from_nanos((seq as f64 * 1e9 / fps).round() as u64);
+        seq += 1;
+        if !sampler.take(pts) {
+            continue;
+        }
+        let rgb = decode_rgb(&jpeg).unwrap();
+        let mean = rgb.data.iter().map(|v| *v as f64).sum::<f64>() / rgb.data.len() as f64 / 255.0;
+        window.push_back(mean);
+        if window.len() > 16 {
+            window.pop_front();
+        }
+        if window.len() < 16 {
+            continue;
+        }
+        let m = window.iter().sum::<f64>() / 16.0;
+        let score = 1.0 / (1.0 + (-40.0 * (m - 0.6)).exp());
+        recent.push_back(score >= 0.5);
+        if recent.len() > n {
+            recent.pop_front();
+        }
+        if recent.iter().filter(|a| **a).count() >= k {
+            return pts.as_secs_f64();
+        }
+    }
+    panic!("the model's formula predicts no event in {}", video.display());
+}
+
+fn stream_duration(probe: &serde_json::Value) -> f64 {
+    probe["streams"][0]["duration"].as_str().and_then(|d| d.parse().ok()).expect("stream duration")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detects_the_burst_when_predicted_and_writes_playable_clips() {
+    init_logs();
+    let (video, burst_start, _burst_end) =
+        fixture_video(&["--size", "320x240", "--calm", "12", "--burst", "4", "--after", "10"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), &video);
+    // max-length = pre + post, so every clip has exactly the configured length.
+    cfg.clip.max_length = cfg.clip.pre_roll + cfg.clip.post_roll;
+    cfg.archive.target = dir.path().join("archive").display().to_string();
+    let expected = predict_trigger(&video, cfg.decision.k, cfg.decision.n);
+    assert!(expected > burst_start, "prediction {expected} before the burst {burst_start}");
+
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::detector::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let addr = running.http_addr;
+    let summary = running.wait().await.unwrap();
+
+    assert_eq!(summary.events.len(), 1, "{summary:#?}");
+    let ev = &summary.events[0];
+    // Within one sampling interval (0.2 s) of the prediction; the LSTM term and resizing can
+    // move a score that sits right at the threshold by one evaluation.
+    assert!((ev.trigger_at - expected).abs() <= 0.21, "event at {} s, predicted {expected} s", ev.trigger_at);
+    assert!(ev.peak_score > 0.9, "peak {}", ev.peak_score);
+
+    // The clip plays, is H.264 in MP4, and lasts pre-roll + post-roll within one frame.
+    let frame = 1.0 / 15.0;
+    let probe = ffprobe(&ev.clip);
+    assert_eq!(probe["streams"][0]["codec_name"], "h264", "{probe}");
+    assert!(probe["format"]["format_name"].as_str().unwrap().contains("mp4"), "{probe}");
+    let dur = stream_duration(&probe);
+    assert!((dur - 10.0).abs() <= frame + 1e-3, "clip lasts {dur} s");
+    let decoded =
+        Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&ev.clip).args(["-f", "null", "-"]).output().unwrap();
+    assert!(decoded.status.success() && decoded.stderr.is_empty(), "{}", String::from_utf8_lossy(&decoded.stderr));
+
+    // The sidecar describes it: pre-roll, scores, model, checksum.
+    let side: Sidecar = spool::read_sidecar(&ev.clip.with_extension("json")).unwrap();
+    assert!((side.pre_roll - 5.0).abs() <= frame + 1e-3, "pre-roll {}", side.pre_roll);
+    assert_eq!(side.node, "test-node");
+    assert_eq!(side.model_sha256, summary.model_sha256);
+    assert_eq!(side.clip_sha256, edgewatch::model::sha256_hex(&std::fs::read(&ev.clip).unwrap()));
+    assert!(side.scores.iter().any(|s| s.score >= 0.5) && side.scores.iter().any(|s| s.score < 0.5));
+    assert!(side.clip_bytes < 3_000_000);
+
+    // Archived to the directory target, with the marker the watchdog waits for.
+    assert_eq!(summary.archived, vec![side.event_id.clone()]);
+    let archived = spool::ClipPaths::new(&cfg.clip.spool_dir, &side.event_id).archived;
+    assert!(archived.exists());
+    let day = side.event_time.format("%Y-%m-%d").to_string();
+    let copy = dir.path().join("archive/test-node").join(day).join(format!("{}.mp4", side.event_id));
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&ev.clip).unwrap());
+    // Nothing half-written is left behind.
+    assert_eq!(std::fs::read_dir(cfg.clip.spool_dir.join(".tmp")).unwrap().count(), 0);
+
+    // Metrics are valid Prometheus exposition and count what happened.
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200);
+    let complaints = promtool_check_metrics(&body);
+    assert!(complaints.trim().is_empty(), "promtool: {complaints}\n{body}");
+    for needle in [
+        "edgewatch_events_total 1",
+        "edgewatch_clips_written_total 1",
+        "edgewatch_uploads_total{result=\"ok\"} 1",
+        "edgewatch_model_info{",
+    ] {
+        assert!(body.contains(needle), "missing {needle} in\n{body}");
+    }
+    assert!(body.contains(&format!("edgewatch_frames_captured_total {}", summary.frames_captured)));
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_frames_are_skipped_and_counted() {
+    init_logs();
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "4", "--burst", "4", "--after", "2"]);
+    // Corrupt every 10th frame's JPEG data in a copy of the file (keeping the RIFF structure).
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.avi");
+    let mut data = std::fs::read(&video).unwrap();
+    // Walk the chunks of the 'movi' list (the headers' index also mentions "00dc").
+    let mut pos = data.windows(4).position(|w| w == b"movi").unwrap() + 4;
+    let movi_end = data.windows(4).rposition(|w| w == b"idx1").unwrap_or(data.len());
+    let (mut corrupted, mut nth) = (0, 0);
+    while pos + 8 <= movi_end {
+        let id = &data[pos..pos + 4];
+        let size = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        if id == b"LIST" {
+            pos += 12;
+            continue;
+        }
+        if id == b"00dc" {
+            if nth % 10 == 5 {
+                for b in &mut data[pos + 8..pos + 8 + size.min(200)] {
+                    *b = 0x5a;
+                }
+                corrupted += 1;
+            }
+            nth += 1;
+        }
+        pos += 8 + size + (size & 1);
+    }
+    assert!(corrupted > 5);
+    std::fs::write(&bad, &data).unwrap();
+    let cfg = test_config(dir.path(), &bad);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::detector::start(cfg, shutdown.clone()).await.unwrap();
+    let addr = running.http_addr;
+    let summary = running.wait().await.expect("bad frames are not fatal");
+    assert_eq!(summary.frames_captured as usize, nth);
+    let (_, body) = http_get(addr, "/metrics");
+    let failed: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("edgewatch_frames_decode_failed_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(failed >= 1.0, "decode failures not counted:\n{body}");
+    shutdown.cancel();
+}
+
+/// SIGTERM in the middle of an event: the process exits cleanly and the clip in flight is
+/// finished (shorter), never half-written.
+#[test]
+fn sigterm_finishes_the_clip_in_flight() {
+    let (video, burst_start, _) = fixture_video(&["--size", "320x240", "--calm", "5", "--burst", "6", "--after", "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let conf = dir.path().join("edgewatch.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "node = \"sig\"\ncamera = \"cam0\"\n[log]\nformat = \"json\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [source]\nkind = \"file\"\npath = \"{}\"\npace = \"realtime\"\n[model]\nsource = \"{}\"\n\
+             [clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MB\"\n",
+            video.display(),
+            demo_model().display(),
+            spool_dir.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["--config"])
+        .arg(&conf)
+        .arg("detect")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    let mut log = Vec::new();
+    let deadline = Duration::from_secs_f64(burst_start + 15.0);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_sub(started.elapsed()))
+            .unwrap_or_else(|_| panic!("no event; log:\n{}", log.join("\n")));
+        // JSON logs: one object per line (what promtail ships).
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        log.push(line);
+        if v["message"] == "event started" {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        log.push(l);
+    }
+    assert!(status.success(), "exit {status}; log:\n{}", log.join("\n"));
+    let ids = spool::complete_clips(&spool_dir).unwrap();
+    assert_eq!(ids.len(), 1, "log:\n{}", log.join("\n"));
+    let paths = spool::ClipPaths::new(&spool_dir, &ids[0]);
+    let side = spool::read_sidecar(&paths.sidecar).unwrap();
+    assert!(side.duration < 10.0, "clip was cut short by the shutdown: {}", side.duration);
+    assert!((stream_duration(&ffprobe(&paths.clip)) - side.duration).abs() < 0.1);
+    assert_eq!(std::fs::read_dir(spool_dir.join(".tmp")).unwrap().count(), 0);
+    assert!(log.iter().any(|l| l.contains("finishing the clip in flight")));
+}
+
+/// A spool below its free-space floor: a clear error, a metric, a bounded retry, and the
+/// detector keeps running to the end of its input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_spool_is_reported_and_the_detector_keeps_running() {
+    init_logs();
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "5", "--burst", "3", "--after", "7"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), &video);
+    cfg.clip.min_free_space = bytesize::ByteSize::pib(100);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::detector::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let addr = running.http_addr;
+    let summary = running.wait().await.expect("a full disk does not end the detector");
+    assert_eq!(summary.clip_failures, 1);
+    assert!(summary.events.is_empty());
+    assert!(summary.frames_captured >= 15 * 14, "kept capturing: {}", summary.frames_captured);
+    let (_, body) = http_get(addr, "/metrics");
+    assert!(body.contains("edgewatch_clip_write_failed_total{reason=\"disk_full\"} 1"), "{body}");
+    assert!(spool::complete_clips(&cfg.clip.spool_dir).unwrap().is_empty());
+    assert_eq!(std::fs::read_dir(cfg.clip.spool_dir.join(".tmp")).unwrap().count(), 0);
+    shutdown.cancel();
+}

@@ -1,0 +1,98 @@
+//! The model contract: a corrupted or mismatched model is refused with a clear error.
+
+use std::path::Path;
+
+use edgewatch::infer::Engine;
+use edgewatch::model::{sha256_hex, ModelBundle};
+
+use crate::common::demo_model;
+
+fn copy_model(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in ["manifest.toml", "backbone.onnx", "head.onnx"] {
+        std::fs::copy(demo_model().join(f), to.join(f)).unwrap();
+    }
+}
+
+fn edit_manifest(dir: &Path, from: &str, to: &str) {
+    let p = dir.join("manifest.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "manifest has no `{from}`");
+    std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+}
+
+fn load_err(dir: &Path) -> String {
+    match ModelBundle::from_dir(dir, "").and_then(|b| Engine::load(&b, 1).map(|_| ())) {
+        Ok(()) => panic!("model in {} was accepted", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_demo_model_loads_and_matches_its_manifest() {
+    let b = ModelBundle::from_dir(&demo_model(), "").unwrap();
+    assert_eq!(sha256_hex(&b.backbone), b.manifest.backbone.sha256);
+    let e = Engine::load(&b, 1).unwrap();
+    assert_eq!(e.manifest.temporal.window, 16);
+    // Pinning the manifest digest works both ways.
+    assert!(ModelBundle::from_dir(&demo_model(), &b.manifest_sha256).is_ok());
+    let err = ModelBundle::from_dir(&demo_model(), &"0".repeat(64)).unwrap_err().to_string();
+    assert!(err.contains("model.manifest-sha256"), "{err}");
+}
+
+#[test]
+fn corrupted_and_mismatched_models_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    // One flipped byte in the backbone.
+    let d = tmp.path().join("corrupt");
+    copy_model(&d);
+    let mut data = std::fs::read(d.join("backbone.onnx")).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(d.join("backbone.onnx"), &data).unwrap();
+    let e = load_err(&d);
+    assert!(e.contains("backbone.onnx") && e.contains("sha256 is") && e.contains("the manifest says"), "{e}");
+
+    // A manifest that lies about the feature size: the head's shape check catches it.
+    let d = tmp.path().join("feature-dim");
+    copy_model(&d);
+    edit_manifest(&d, "feature-dim = 1281", "feature-dim = 1280");
+    let e = load_err(&d);
+    assert!(e.contains("does not fit the contract") && e.contains("backbone"), "{e}");
+
+    // Swapped files: the backbone where the head should be (checksums updated to match).
+    let d = tmp.path().join("swapped");
+    copy_model(&d);
+    std::fs::copy(d.join("backbone.onnx"), d.join("head.onnx")).unwrap();
+    let b = ModelBundle::from_dir(&demo_model(), "").unwrap();
+    edit_manifest(&d, &b.manifest.head.sha256, &b.manifest.backbone.sha256);
+    let e = load_err(&d);
+    assert!(e.contains("head (head.onnx)"), "{e}");
+
+    // Wrong input name.
+    let d = tmp.path().join("name");
+    copy_model(&d);
+    edit_manifest(&d, "input = \"image\"", "input = \"pixels\"");
+    let e = load_err(&d);
+    assert!(e.contains("input is named `image`, the manifest says `pixels`"), "{e}");
+
+    // Unknown manifest key and an unsupported format.
+    let d = tmp.path().join("format");
+    copy_model(&d);
+    edit_manifest(&d, "format = 1", "format = 2\nextra = true");
+    let e = load_err(&d);
+    assert!(e.contains("manifest.toml") && e.contains("extra"), "{e}");
+
+    // Not ONNX at all (checksum matching so the parser is reached).
+    let d = tmp.path().join("garbage");
+    copy_model(&d);
+    std::fs::write(d.join("head.onnx"), b"this is not a protobuf").unwrap();
+    edit_manifest(&d, &b.manifest.head.sha256, &sha256_hex(b"this is not a protobuf"));
+    let e = load_err(&d);
+    assert!(e.contains("not a loadable ONNX graph"), "{e}");
+
+    // Missing directory.
+    let e = load_err(&tmp.path().join("nope"));
+    assert!(e.contains("reading model file") && e.contains("manifest.toml"), "{e}");
+}
