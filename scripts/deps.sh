@@ -16,7 +16,7 @@ pkgs=(libclang1-14 libclang-dev pkg-config nasm)
 if [ "$what" = test ]; then
   # ffmpeg/ffprobe make and check fixture videos; promtool checks metrics; the aarch64
   # toolchain and qemu-user run the unit tests for the Pi target; nix-bin checks the Nix files.
-  pkgs+=(ffmpeg prometheus gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static nix-bin python3-venv)
+  pkgs+=(openssl ffmpeg prometheus gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static nix-bin python3-venv)
 fi
 for p in "${pkgs[@]}"; do have "$p" || need_apt+=("$p"); done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -30,6 +30,13 @@ if [ "$what" = test ]; then
   rustup target list --installed | grep -q aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
   # A real S3-compatible server that checks SigV4 signatures, for the archive and model tests.
   # 0.14.1 is the newest release that builds with the Rust toolchain on these machines.
+  # A real SMTP server (STARTTLS, implicit TLS, AUTH) for the watchdog tests.
+  venv=/opt/edgewatch-test-venv
+  if ! "$venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+    echo "deps: python venv $venv with aiosmtpd"
+    $SUDO python3 -m venv "$venv"
+    $SUDO "$venv/bin/pip" install --quiet --disable-pip-version-check aiosmtpd==1.4.6
+  fi
   if ! cargo install --list | grep -q '^s3s-fs v0.14.1'; then
     echo "deps: cargo install s3s-fs@0.14.1"
     cargo install --quiet --locked s3s-fs@0.14.1 --features binary

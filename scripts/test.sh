@@ -10,10 +10,16 @@ step "rustfmt"
 cargo fmt --check
 
 step "clippy (deny warnings)"
-cargo clippy --locked --all-targets --quiet -- -D warnings
+cargo clippy --locked --all-targets --all-features --quiet -- -D warnings
 
 step "unit and integration tests"
-cargo test --locked
+cargo test --locked --all-features
+
+step "shipped configs pass check-config"
+bin="${CARGO_TARGET_DIR:-target}/debug/edgewatch"
+for f in k3s/config/*.toml tests/vm/overlay/*.toml; do
+  "$bin" check-config "$f"
+done
 
 step "aarch64-unknown-linux-gnu: cross-build and unit tests under qemu-user"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
@@ -28,4 +34,9 @@ cargo test --locked --target aarch64-unknown-linux-gnu --lib --bins
 if [ -f .ci/nix-checks.sh ]; then
   step "Nix, k3s manifests and configs"
   bash .ci/nix-checks.sh
+fi
+
+if [ -f .ci/observability-checks.sh ]; then
+  step "Observability: rendered Prometheus/agent configs, rules, dashboards, end to end and outage"
+  bash .ci/observability-checks.sh
 fi

@@ -73,6 +73,8 @@ pub struct Config {
     pub clip: ClipConfig,
     pub archive: ArchiveConfig,
     pub s3: S3Config,
+    pub smtp: SmtpConfig,
+    pub watch: WatchConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -234,6 +236,83 @@ pub struct S3Config {
     pub timeout: Duration,
 }
 
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SmtpTls {
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS, which is required (port 587).
+    Starttls,
+    /// No encryption: only to localhost unless `smtp.allow-plain-remote`.
+    None,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SmtpConfig {
+    /// SMTP relay host; empty writes .eml files to `outbox-dir` instead (demo, tests).
+    pub host: String,
+    /// Defaults to 465, 587 or 25 by `tls`.
+    pub port: Option<u16>,
+    pub tls: SmtpTls,
+    /// Allow `tls = "none"` to a host other than localhost (credentials would travel in clear).
+    pub allow_plain_remote: bool,
+    /// Extra CA certificate (PEM) to trust, for relays with a private CA.
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+    pub to: Vec<String>,
+    /// Placeholders: {node} {camera} {time} {score} {event_id}.
+    pub subject: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Where .eml files go when `host` is empty.
+    pub outbox_dir: PathBuf,
+    /// Clips larger than this are linked (presigned S3 URL) instead of attached.
+    pub max_attachment: ByteSize,
+    /// Lifetime of presigned links.
+    #[serde(with = "humantime_serde")]
+    pub link_expiry: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WatchMode {
+    /// inotify, falling back to polling when the filesystem does not support it.
+    Auto,
+    Inotify,
+    Poll,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WatchConfig {
+    pub mode: WatchMode,
+    /// Scan interval in poll mode (and the safety rescan with inotify is 60 s).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Wait for the archive marker before deleting; defaults to whether `archive.target` is set.
+    pub require_archive: Option<bool>,
+    /// Minimum time between two alert emails for one camera; events in between are summarised.
+    #[serde(with = "humantime_serde")]
+    pub min_gap: Duration,
+    /// At most this many alert emails per camera per hour.
+    pub max_per_hour: u32,
+    #[serde(with = "humantime_serde")]
+    pub retry_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// Tries before a permanently rejected recipient (5xx) is given up.
+    pub permanent_attempts: u32,
+    /// Keep delivered and archived clips in the spool (evicted oldest first by the limits below).
+    pub keep_delivered: bool,
+    /// Above this total size, delivered and archived clips are evicted oldest first.
+    pub spool_max_size: ByteSize,
+    /// Below this much free space, likewise.
+    pub spool_min_free: ByteSize,
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -297,6 +376,35 @@ impl Default for Config {
                 secret_access_key: None,
                 session_token: None,
                 timeout: Duration::from_secs(60),
+            },
+            smtp: SmtpConfig {
+                host: String::new(),
+                port: None,
+                tls: SmtpTls::Starttls,
+                allow_plain_remote: false,
+                ca_file: None,
+                username: None,
+                password: None,
+                from: "edgewatch@localhost".into(),
+                to: Vec::new(),
+                subject: "[edgewatch] {node}/{camera}: event at {time} (score {score})".into(),
+                timeout: Duration::from_secs(30),
+                outbox_dir: "/var/spool/edgewatch-outbox".into(),
+                max_attachment: ByteSize::mib(20),
+                link_expiry: Duration::from_secs(7 * 24 * 3600),
+            },
+            watch: WatchConfig {
+                mode: WatchMode::Auto,
+                poll_interval: Duration::from_secs(2),
+                require_archive: None,
+                min_gap: Duration::from_secs(60),
+                max_per_hour: 30,
+                retry_min: Duration::from_secs(1),
+                retry_max: Duration::from_secs(300),
+                permanent_attempts: 3,
+                keep_delivered: false,
+                spool_max_size: ByteSize::gib(2),
+                spool_min_free: ByteSize::mib(256),
             },
         }
     }
@@ -428,7 +536,9 @@ impl Config {
             .iter()
             .filter_map(|(k, v)| {
                 let rest = k.strip_prefix(ENV_PREFIX)?;
-                (!rest.is_empty() && !rest.ends_with(ENV_FILE_SUFFIX)).then(|| (rest.to_string(), v.clone()))
+                // EDGEWATCH_CONFIG names the file (the CLI reads it); it is not a key.
+                (!rest.is_empty() && rest != "CONFIG" && !rest.ends_with(ENV_FILE_SUFFIX))
+                    .then(|| (rest.to_string(), v.clone()))
             })
             .collect();
         // figment's Env reads the process environment; tests pass an explicit list, so each
@@ -610,7 +720,59 @@ impl Config {
         if s3.timeout.is_zero() {
             p.push("`s3.timeout` must be positive".into());
         }
+        let m = &self.smtp;
+        if !m.host.is_empty() {
+            if m.to.is_empty() {
+                p.push("`smtp.to` needs at least one recipient when `smtp.host` is set".into());
+            }
+            let local = matches!(m.host.as_str(), "localhost" | "127.0.0.1" | "::1");
+            if m.tls == SmtpTls::None && !local && !m.allow_plain_remote {
+                p.push(format!(
+                    "`smtp.tls = \"none\"` to `{}` would send mail (and credentials) in clear; use starttls or implicit, or set `smtp.allow-plain-remote = true`",
+                    m.host
+                ));
+            }
+            // username without password is checked when the watchdog starts: the password
+            // usually arrives at run time through EDGEWATCH_SMTP__PASSWORD_FILE.
+        }
+        for addr in std::iter::once(&m.from).chain(&m.to) {
+            if addr.parse::<lettre::Address>().is_err() && addr.parse::<lettre::message::Mailbox>().is_err() {
+                p.push(format!("`{addr}` in `smtp.from`/`smtp.to` is not an email address"));
+            }
+        }
+        if m.timeout.is_zero() {
+            p.push("`smtp.timeout` must be positive".into());
+        }
+        let w = &self.watch;
+        if w.poll_interval.is_zero() {
+            p.push("`watch.poll-interval` must be positive".into());
+        }
+        if w.retry_min.is_zero() || w.retry_min > w.retry_max {
+            p.push("`watch.retry-min` must be positive and at most `watch.retry-max`".into());
+        }
+        if w.permanent_attempts == 0 {
+            p.push("`watch.permanent-attempts` must be at least 1".into());
+        }
+        if w.max_per_hour == 0 {
+            p.push("`watch.max-per-hour` must be at least 1".into());
+        }
+        if w.require_archive == Some(true) && self.archive.target.is_empty() {
+            p.push("`watch.require-archive = true` but `archive.target` is empty: clips would never be deleted".into());
+        }
         p
+    }
+
+    /// Defaults for the watchdog: the same, but metrics on 9871 so both containers of a pod
+    /// (one network namespace) can run with an unchanged config.
+    pub fn watchdog_defaults() -> Config {
+        let mut c = Config::default();
+        c.http.listen.set_port(9871);
+        c
+    }
+
+    /// Whether the watchdog waits for the archive marker before deleting a clip.
+    pub fn require_archive(&self) -> bool {
+        self.watch.require_archive.unwrap_or(!self.archive.target.is_empty())
     }
 
     /// The archive target, if any (validated by [`Config::validate`]).

@@ -56,6 +56,11 @@ pub fn demo_config(opts: &DemoOptions, model: &Path, video: &Path) -> anyhow::Re
     d.clip.spool_dir = opts.out.join("spool");
     d.clip.min_free_space = bytesize::ByteSize::mib(16);
     d.archive.target = opts.out.join("archive").display().to_string();
+    // The watchdog delivers to an outbox of .eml files (no SMTP server configured) and keeps
+    // the delivered clips so the demo's spool can be looked at afterwards.
+    d.smtp.outbox_dir = opts.out.join("outbox");
+    d.watch.keep_delivered = true;
+    d.watch.min_gap = Duration::ZERO;
     Ok(Config::load_with_defaults(d, &Sources::from_process(None, false))?)
 }
 
@@ -66,10 +71,27 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
     let opts = DemoOptions { out, ..opts };
     let (model, video) = unpack_assets(&opts.out).context("unpacking the bundled demo assets")?;
     let cfg = demo_config(&opts, &model, &video)?;
+    let watch_stop = shutdown.child_token();
+    let watchdog = crate::watchdog::start(cfg.clone(), watch_stop.clone()).await.context("starting the watchdog")?;
     let running = detector::start(cfg.clone(), shutdown).await?;
-    tracing::info!(metrics = %format!("http://{}/metrics", running.http_addr), "demo running");
+    tracing::info!(detector = %format!("http://{}/metrics", running.http_addr),
+        watchdog = %format!("http://{}/metrics", watchdog.http_addr), "demo running");
     let summary = running.wait().await?;
+    // Give the watchdog time to deliver what the detector wrote, then stop it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline && !all_delivered(&cfg.clip.spool_dir) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watch_stop.cancel();
+    watchdog.wait().await?;
     Ok((cfg, summary))
+}
+
+fn all_delivered(spool: &Path) -> bool {
+    crate::spool::complete_clips(spool).is_ok_and(|ids| {
+        ids.iter()
+            .all(|id| crate::watchdog::state::Delivery::load(spool, id).ok().flatten().is_some_and(|d| d.finished()))
+    })
 }
 
 /// The short human summary printed at the end.
@@ -94,11 +116,16 @@ pub fn render_summary(cfg: &Config, s: &Summary, elapsed: Duration) -> String {
             e.clip.display()
         ));
     }
+    let emails = std::fs::read_dir(&cfg.smtp.outbox_dir)
+        .map(|rd| rd.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count())
+        .unwrap_or(0);
     out.push_str(&format!(
-        "  spool:   {}\n  archive: {} ({} clip(s) archived)\n",
+        "  spool:   {}\n  archive: {} ({} clip(s) archived)\n  outbox:  {} ({} alert email(s), .eml)\n",
         cfg.clip.spool_dir.display(),
         cfg.archive.target,
-        s.archived.len()
+        s.archived.len(),
+        cfg.smtp.outbox_dir.display(),
+        emails
     ));
     if s.clip_failures > 0 {
         out.push_str(&format!("  {} clip(s) could not be written (see the log)\n", s.clip_failures));

@@ -563,6 +563,7 @@ fn write_clip(ctx: &Ctx, id: &str, clip: &FinishedClip) -> Result<EventReport, W
     let tmp_dir = spool_dir.join(spool::TMP_DIR);
     let tmp_clip = tmp_dir.join(format!("{id}.{}", spool::CLIP_EXT));
     let tmp_side = tmp_dir.join(format!("{id}.{}", spool::SIDECAR_EXT));
+    let tmp_still = tmp_dir.join(format!("{id}.{}", spool::STILL_EXT));
     let result = (|| -> Result<EventReport, WriteError> {
         let file = std::fs::File::create(&tmp_clip)?;
         let mut out = std::io::BufWriter::new(file);
@@ -599,13 +600,18 @@ fn write_clip(ctx: &Ctx, id: &str, clip: &FinishedClip) -> Result<EventReport, W
                 .map(|(p, s)| ScorePoint { t: p.saturating_sub(first).as_secs_f64(), score: *s })
                 .collect(),
             clip_file: format!("{id}.{}", spool::CLIP_EXT),
+            still_file: format!("{id}.{}", spool::STILL_EXT),
             clip_bytes: bytes.len() as u64,
             clip_sha256: model::sha256_hex(&bytes),
         };
         let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| WriteError::Io(std::io::Error::other(e)))?;
         spool::write_file_synced(&tmp_side, &json)?;
-        // The clip first, the sidecar last: a sidecar in the spool means the clip is complete.
+        // The still is the camera's own JPEG of the moment the decision fired.
+        let still = clip.frames.iter().min_by_key(|f| f.pts.abs_diff(clip.trigger_pts)).map(|f| f.jpeg.clone());
+        spool::write_file_synced(&tmp_still, &still.unwrap_or_default())?;
+        // The clip and still first, the sidecar last: a sidecar in the spool means the clip is complete.
         std::fs::rename(&tmp_clip, &paths.clip)?;
+        std::fs::rename(&tmp_still, &paths.still)?;
         std::fs::rename(&tmp_side, &paths.sidecar)?;
         spool::sync_dir(spool_dir)?;
         Ok(EventReport {
@@ -623,6 +629,7 @@ fn write_clip(ctx: &Ctx, id: &str, clip: &FinishedClip) -> Result<EventReport, W
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp_clip);
         let _ = std::fs::remove_file(&tmp_side);
+        let _ = std::fs::remove_file(&tmp_still);
     }
     result
 }

@@ -8,6 +8,7 @@
 //! - [`spool`]: the on-disk protocol between the detector and the watchdog.
 //! - [`archive`] and [`s3`]: the durable upload queue to S3 or a directory.
 //! - [`detector`]: the `detect` role wiring it all together; [`demo`] runs it on bundled data.
+//! - [`watchdog`]: the `watch` role: durable, rate-limited alert emails over SMTP.
 //! - [`telemetry`]: logs, Prometheus metrics, `/healthz` and `/readyz`.
 //! - [`shutdown`]: SIGTERM/SIGINT handling.
 
@@ -23,3 +24,4 @@ pub mod shutdown;
 pub mod source;
 pub mod spool;
 pub mod telemetry;
+pub mod watchdog;

@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Capture from the camera, detect events and write clips to the spool.
     Detect,
+    /// Email each finished clip in the spool; delete it once delivered and archived.
+    Watch,
     /// Run the pipeline on a bundled video and model; no network, no configuration.
     Demo {
         /// Directory for the demo's spool, archive and unpacked assets.
@@ -57,10 +59,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
+fn load_config(path: Option<PathBuf>, defaults: Config) -> anyhow::Result<Config> {
     let required = path.is_some();
     let file = path.unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_PATH));
-    Ok(Config::load(&Sources::from_process(Some(file), required))?)
+    Ok(Config::load_with_defaults(defaults, &Sources::from_process(Some(file), required))?)
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -81,8 +83,18 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Watch => {
+            let cfg = load_config(cli.config, Config::watchdog_defaults())?;
+            edgewatch::telemetry::init_logging(cfg.log.format, &cfg.log.level);
+            runtime()?.block_on(async move {
+                let shutdown = edgewatch::shutdown::on_signals();
+                let summary = edgewatch::watchdog::run(cfg, shutdown).await?;
+                tracing::info!(sent = summary.sent, deleted = summary.deleted, "watchdog stopped");
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Command::Detect => {
-            let cfg = load_config(cli.config)?;
+            let cfg = load_config(cli.config, Config::default())?;
             edgewatch::telemetry::init_logging(cfg.log.format, &cfg.log.level);
             runtime()?.block_on(async move {
                 let shutdown = edgewatch::shutdown::on_signals();

@@ -209,6 +209,14 @@ impl S3Client {
         Ok(PutResult { etag: out.e_tag, parts: count })
     }
 
+    /// A presigned GET URL, for clips too large to attach to an email.
+    pub async fn presign_get(&self, bucket: &str, key: &str, expires: Duration) -> Result<String, S3Error> {
+        let conf = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| S3Error::Invalid(format!("presign expiry: {e}")))?;
+        let req = self.client.get_object().bucket(bucket).key(key).presigned(conf).await.map_err(classify)?;
+        Ok(req.uri().to_string())
+    }
+
     /// Lists keys under a prefix (tests and tooling).
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, S3Error> {
         let mut keys = Vec::new();

@@ -3,6 +3,7 @@
 //! ```text
 //! <spool>/.tmp/             work files; never read by anyone else
 //! <spool>/<id>.mp4          the clip (renamed into place first)
+//! <spool>/<id>.jpg          a still of the moment the event fired
 //! <spool>/<id>.json         the sidecar, renamed last: its appearance means "clip complete"
 //! <spool>/<id>.archived     written by the archiver once both files are in the archive
 //! ```
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub const TMP_DIR: &str = ".tmp";
 pub const CLIP_EXT: &str = "mp4";
 pub const SIDECAR_EXT: &str = "json";
+pub const STILL_EXT: &str = "jpg";
 pub const ARCHIVED_EXT: &str = "archived";
 
 /// Creates (or truncates) `path`, writes `data`, and fsyncs it.
@@ -80,6 +82,8 @@ pub struct Sidecar {
     pub scores: Vec<ScorePoint>,
     /// File name of the clip in the spool.
     pub clip_file: String,
+    /// File name of the still (the frame at the decision) in the spool.
+    pub still_file: String,
     pub clip_bytes: u64,
     pub clip_sha256: String,
 }
@@ -97,6 +101,7 @@ pub struct Archived {
 #[derive(Clone, Debug)]
 pub struct ClipPaths {
     pub clip: PathBuf,
+    pub still: PathBuf,
     pub sidecar: PathBuf,
     pub archived: PathBuf,
 }
@@ -105,6 +110,7 @@ impl ClipPaths {
     pub fn new(spool: &Path, id: &str) -> Self {
         ClipPaths {
             clip: spool.join(format!("{id}.{CLIP_EXT}")),
+            still: spool.join(format!("{id}.{STILL_EXT}")),
             sidecar: spool.join(format!("{id}.{SIDECAR_EXT}")),
             archived: spool.join(format!("{id}.{ARCHIVED_EXT}")),
         }

@@ -142,6 +142,95 @@ impl DetectorMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    pub class: &'static str,
+}
+
+/// The watchdog's metrics (same contract as the detector's).
+#[derive(Clone)]
+pub struct WatchdogMetrics {
+    pub alerts_sent: Counter,
+    pub alerts_failed: Counter,
+    pub alerts_suppressed: Counter,
+    pub suppressed_pending: Gauge,
+    pub queue_depth: Gauge,
+    pub oldest_pending_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub latency_seconds: Histogram,
+    pub smtp_errors: Family<ClassLabel, Counter>,
+    pub clips_deleted: Counter,
+    pub clips_failed: Counter,
+    pub spool_bytes: Gauge,
+    pub spool_evicted: Counter,
+    pub spool_over_limit: Gauge,
+    pub watch_mode: Family<ModeLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabel {
+    pub mode: &'static str,
+}
+
+impl WatchdogMetrics {
+    pub fn register(r: &mut Registry) -> Self {
+        let m = WatchdogMetrics {
+            alerts_sent: Counter::default(),
+            alerts_failed: Counter::default(),
+            alerts_suppressed: Counter::default(),
+            suppressed_pending: Gauge::default(),
+            queue_depth: Gauge::default(),
+            oldest_pending_seconds: Gauge::default(),
+            latency_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+            smtp_errors: Family::default(),
+            clips_deleted: Counter::default(),
+            clips_failed: Counter::default(),
+            spool_bytes: Gauge::default(),
+            spool_evicted: Counter::default(),
+            spool_over_limit: Gauge::default(),
+            watch_mode: Family::default(),
+        };
+        r.register("alerts_sent", "Alert emails accepted by the SMTP server (per recipient)", m.alerts_sent.clone());
+        r.register("alerts_failed", "Recipients given up after permanent rejections", m.alerts_failed.clone());
+        r.register(
+            "alerts_suppressed",
+            "Events not emailed because of the rate limit (summarised later)",
+            m.alerts_suppressed.clone(),
+        );
+        r.register(
+            "alerts_suppressed_pending",
+            "Suppressed events waiting for the next email",
+            m.suppressed_pending.clone(),
+        );
+        r.register("alert_queue_depth", "Clips waiting for delivery", m.queue_depth.clone());
+        r.register(
+            "alert_oldest_pending_seconds",
+            "Age of the oldest clip waiting for delivery",
+            m.oldest_pending_seconds.clone(),
+        );
+        r.register(
+            "alert_latency_seconds",
+            "From the clip appearing in the spool to SMTP acceptance",
+            m.latency_seconds.clone(),
+        );
+        r.register("smtp_errors", "SMTP failures by class", m.smtp_errors.clone());
+        r.register("clips_deleted", "Clips deleted after delivery and archive", m.clips_deleted.clone());
+        r.register("clips_failed", "Clips moved to failed/", m.clips_failed.clone());
+        r.register("spool_bytes", "Bytes in the spool", m.spool_bytes.clone());
+        r.register(
+            "spool_evicted",
+            "Delivered and archived clips evicted by the spool limits",
+            m.spool_evicted.clone(),
+        );
+        r.register(
+            "spool_over_limit",
+            "1 while the spool is over its limits with nothing evictable",
+            m.spool_over_limit.clone(),
+        );
+        r.register("watch_mode", "How the spool is watched (value 1)", m.watch_mode.clone());
+        m
+    }
+}
+
 /// Registers `edgewatch_build_info` (a gauge at 1: promtool's text parser rejects the OpenMetrics `info` type).
 pub fn register_build_info(registry: &mut Registry) {
     #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

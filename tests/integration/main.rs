@@ -6,3 +6,4 @@ mod config_cases;
 mod detector;
 mod model;
 mod s3;
+mod watchdog;

@@ -1,0 +1,536 @@
+//! The watchdog role (`edgewatch watch`): turns each finished clip in the spool into an alert
+//! email, exactly once as seen by the recipient, and deletes the clip only once it is delivered
+//! and archived.
+//!
+//! Per clip, state lives next to it in the spool (`<id>.delivery`, see [`state`]):
+//! ```text
+//! sidecar appears ─▶ rate limit? ─▶ suppressed (summarised in the next email) ──┐
+//!                          │                                                     ▼
+//!                          └─▶ pending ─▶ send to each recipient ─▶ accepted ─▶ archived? ─▶ delete
+//!                                            └─ 5xx × permanent-attempts ─▶ failed/ (kept)
+//! ```
+//! A crash before SMTP acceptance resends; a crash after the acceptance was recorded does not.
+//! The one window SMTP cannot close (accepted, not yet recorded) resends with the same
+//! Message-ID, which mail clients treat as the same message.
+
+pub mod mail;
+pub mod state;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use notify::Watcher;
+use prometheus_client::registry::Registry;
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Location, WatchMode};
+use crate::s3::S3Client;
+use crate::spool::{self, Archived, ClipPaths, Sidecar};
+use crate::telemetry::{self, ClassLabel, Health, ModeLabel, WatchdogMetrics};
+use mail::{Alert, Mailer, SendError};
+use state::{Delivery, Limiter, RecipientStatus, Suppressed, FAILED_DIR};
+
+/// Recipients used in outbox mode when none are configured.
+const OUTBOX_DEFAULT_TO: &str = "operator@localhost";
+/// Safety rescan even when inotify works (a missed event must not strand a clip).
+const RESCAN: Duration = Duration::from_secs(60);
+
+/// What a watchdog run did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Emails accepted (one per recipient).
+    pub sent: u64,
+    pub failed: u64,
+    pub suppressed: u64,
+    pub deleted: u64,
+}
+
+pub struct Running {
+    pub http_addr: SocketAddr,
+    handle: tokio::task::JoinHandle<anyhow::Result<Summary>>,
+}
+
+impl Running {
+    pub async fn wait(self) -> anyhow::Result<Summary> {
+        self.handle.await.context("watchdog task panicked")?
+    }
+}
+
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Summary> {
+    start(cfg, shutdown).await?.wait().await
+}
+
+pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let mut registry = Registry::with_prefix("edgewatch");
+    telemetry::register_build_info(&mut registry);
+    let metrics = WatchdogMetrics::register(&mut registry);
+    let health = Health::new(cfg.http.stale_after, false);
+    let (http_addr, _http) = telemetry::serve(cfg.http.listen, Arc::new(registry), health.clone(), shutdown.clone())
+        .await
+        .with_context(|| format!("binding the metrics endpoint {}", cfg.http.listen))?;
+    tracing::info!(addr = %http_addr, "serving /metrics, /healthz and /readyz");
+    let mailer = Mailer::new(&cfg.smtp).context("setting up the mail transport")?;
+    let s3 = match cfg.archive_location() {
+        Some(Location::S3 { .. }) => Some(S3Client::new(&cfg.s3).await),
+        _ => None,
+    };
+    let spool_dir = cfg.clip.spool_dir.clone();
+    std::fs::create_dir_all(spool_dir.join(FAILED_DIR))
+        .with_context(|| format!("creating {}", spool_dir.join(FAILED_DIR).display()))?;
+    let limiter = Limiter::load(&spool_dir).context("reading the watchdog's rate-limit state")?;
+    let wd = Watchdog {
+        to: if cfg.smtp.to.is_empty() && cfg.smtp.host.is_empty() {
+            vec![OUTBOX_DEFAULT_TO.to_string()]
+        } else {
+            cfg.smtp.to.clone()
+        },
+        require_archive: cfg.require_archive(),
+        cfg,
+        spool: spool_dir,
+        mailer,
+        s3,
+        metrics,
+        limiter,
+        retry: HashMap::new(),
+        summary: Summary::default(),
+        logged: HashSet::new(),
+        over_limit_logged: None,
+    };
+    let handle = tokio::spawn(wd.run(shutdown, health));
+    Ok(Running { http_addr, handle })
+}
+
+struct Watchdog {
+    cfg: Config,
+    to: Vec<String>,
+    require_archive: bool,
+    spool: PathBuf,
+    mailer: Mailer,
+    s3: Option<S3Client>,
+    metrics: WatchdogMetrics,
+    limiter: Limiter,
+    /// Clips in backoff: when they are due again and the current delay.
+    retry: HashMap<String, (Instant, Duration)>,
+    summary: Summary,
+    /// Ids already logged as waiting (for the archive), to log once.
+    logged: HashSet<String>,
+    over_limit_logged: Option<Instant>,
+}
+
+/// Test-only crash points: a real SIGKILL at a named step of the state machine.
+/// (Not an EDGEWATCH_* variable: those are configuration.)
+fn crash_point(_step: &str) {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var("EW_TEST_CRASH_AT").as_deref() == Ok(_step) {
+        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+}
+
+fn remove_if_exists(p: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn rename_if_exists(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The files of one clip in deletion/move order: the sidecar after the data, the delivery last.
+fn clip_files(spool: &Path, id: &str) -> Vec<PathBuf> {
+    let p = ClipPaths::new(spool, id);
+    vec![p.clip, p.still, p.archived, p.sidecar, Delivery::path(spool, id)]
+}
+
+impl Watchdog {
+    async fn run(mut self, shutdown: CancellationToken, health: Arc<Health>) -> anyhow::Result<Summary> {
+        let (kick_tx, mut kick_rx) = mpsc::channel::<()>(1);
+        let watcher = self.start_watcher(kick_tx)?;
+        let idle = if watcher.is_some() { RESCAN } else { self.cfg.watch.poll_interval };
+        health.set_initialised();
+        loop {
+            let next_retry = self.pass().await;
+            let wait = next_retry.map_or(idle, |d| d.min(idle));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = kick_rx.recv() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        drop(watcher);
+        Ok(self.summary)
+    }
+
+    /// inotify (through notify) on the spool; `None` means polling.
+    fn start_watcher(&self, kick: mpsc::Sender<()>) -> anyhow::Result<Option<notify::RecommendedWatcher>> {
+        let mode = self.cfg.watch.mode;
+        let label = |m: &'static str| self.metrics.watch_mode.get_or_create(&ModeLabel { mode: m }).set(1);
+        if mode == WatchMode::Poll {
+            label("poll");
+            return Ok(None);
+        }
+        let handler = move |res: notify::Result<notify::Event>| {
+            // Only the detector's final renames matter: the sidecar and the archive marker.
+            if let Ok(ev) = res {
+                let relevant = ev.paths.iter().any(|p| {
+                    matches!(
+                        p.extension().and_then(|e| e.to_str()),
+                        Some(spool::SIDECAR_EXT) | Some(spool::ARCHIVED_EXT)
+                    )
+                });
+                if relevant {
+                    let _ = kick.try_send(());
+                }
+            }
+        };
+        let attempt = notify::recommended_watcher(handler).and_then(|mut w| {
+            w.watch(&self.spool, notify::RecursiveMode::NonRecursive)?;
+            Ok(w)
+        });
+        match attempt {
+            Ok(w) => {
+                label("inotify");
+                tracing::info!(spool = %self.spool.display(), "watching the spool with inotify");
+                Ok(Some(w))
+            }
+            Err(e) if mode == WatchMode::Auto => {
+                label("poll");
+                tracing::warn!(error = %e, interval = ?self.cfg.watch.poll_interval, "inotify unavailable; polling the spool");
+                Ok(None)
+            }
+            Err(e) => Err(anyhow::anyhow!("watching {} with inotify: {e}", self.spool.display())),
+        }
+    }
+
+    /// One reconcile pass over the spool. Returns the time until the next retry is due.
+    async fn pass(&mut self) -> Option<Duration> {
+        let ids = match spool::complete_clips(&self.spool) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(spool = %self.spool.display(), error = %e, "cannot read the spool");
+                return Some(self.cfg.watch.retry_max.min(Duration::from_secs(10)));
+            }
+        };
+        self.clean_orphans(&ids);
+        let now = Instant::now();
+        for id in &ids {
+            if self.retry.get(id).is_some_and(|(due, _)| *due > now) {
+                continue;
+            }
+            if let Err(e) = self.process(id).await {
+                tracing::error!(event_id = %id, error = %format!("{e:#}"), "cannot process clip; will retry");
+                self.backoff(id);
+            }
+        }
+        self.update_gauges(&ids);
+        self.enforce_limits(&ids);
+        self.retry.retain(|id, _| ids.contains(id));
+        let now = Instant::now();
+        self.retry.values().map(|(due, _)| due.saturating_duration_since(now)).min()
+    }
+
+    fn backoff(&mut self, id: &str) -> Duration {
+        let w = &self.cfg.watch;
+        let delay = self.retry.get(id).map_or(w.retry_min, |(_, d)| (*d * 2).min(w.retry_max));
+        // Full jitter keeps a fleet from hammering a relay that comes back.
+        let wait = Duration::from_secs_f64(rand::rng().random_range(0.5..=1.0) * delay.as_secs_f64());
+        self.retry.insert(id.to_string(), (Instant::now() + wait, delay));
+        wait
+    }
+
+    fn message_id(&self, id: &str) -> String {
+        format!("<{id}.{}@edgewatch>", self.cfg.node)
+    }
+
+    async fn process(&mut self, id: &str) -> anyhow::Result<()> {
+        let paths = ClipPaths::new(&self.spool, id);
+        let sidecar = match spool::read_sidecar(&paths.sidecar) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // deleted meanwhile
+            Err(e) => {
+                tracing::error!(event_id = %id, error = %e, "unreadable sidecar; moving the clip to failed/");
+                return self.move_to_failed(id, &format!("unreadable sidecar: {e}"));
+            }
+        };
+        let mut del = match Delivery::load(&self.spool, id)? {
+            Some(d) => d,
+            None => self.admit(id, &sidecar)?,
+        };
+        if !del.finished() {
+            self.deliver(id, &sidecar, &mut del).await?;
+        }
+        if !del.finished() {
+            return Ok(());
+        }
+        if del.any_failed() {
+            return self.move_to_failed(id, "a recipient rejected the alert permanently");
+        }
+        if self.require_archive && !paths.archived.exists() {
+            if self.logged.insert(id.to_string()) {
+                tracing::info!(event_id = %id, "delivered; waiting for the archive before deleting");
+            }
+            return Ok(());
+        }
+        if !self.cfg.watch.keep_delivered {
+            self.delete(id)?;
+        }
+        Ok(())
+    }
+
+    /// First sight of a clip: rate-limit it, then record its delivery state.
+    fn admit(&mut self, id: &str, s: &Sidecar) -> anyhow::Result<Delivery> {
+        let now = Utc::now();
+        let w = &self.cfg.watch;
+        if self.limiter.allows(&s.camera, now, w.min_gap, w.max_per_hour) {
+            let summary = self.limiter.take_suppressed(&s.camera);
+            let del = Delivery::new(self.message_id(id), &self.to, summary);
+            // Delivery first: a crash before the limiter is saved lists the summary twice, never zero times.
+            del.save(&self.spool, id)?;
+            self.limiter.record(&s.camera, now);
+            self.limiter.save(&self.spool)?;
+            Ok(del)
+        } else {
+            self.limiter.suppressed.push(Suppressed {
+                event_id: id.to_string(),
+                camera: s.camera.clone(),
+                event_time: s.event_time,
+                peak_score: s.peak_score,
+            });
+            // Limiter first: a crash before the delivery is saved re-admits the event, never loses it.
+            self.limiter.save(&self.spool)?;
+            let del = Delivery::suppressed(self.message_id(id));
+            del.save(&self.spool, id)?;
+            self.metrics.alerts_suppressed.inc();
+            self.summary.suppressed += 1;
+            tracing::info!(event_id = %id, camera = %s.camera, "alert suppressed by the rate limit; it will be summarised in the next email");
+            Ok(del)
+        }
+    }
+
+    async fn deliver(&mut self, id: &str, s: &Sidecar, del: &mut Delivery) -> anyhow::Result<()> {
+        let paths = ClipPaths::new(&self.spool, id);
+        let archived: Option<Archived> =
+            std::fs::read(&paths.archived).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let attach = s.clip_bytes <= self.cfg.smtp.max_attachment.as_u64();
+        let link = match (&archived, attach) {
+            (Some(a), false) => Some(self.link(&a.clip_url).await),
+            (Some(a), true) => Some(a.clip_url.clone()),
+            (None, true) => None,
+            (None, false) => {
+                // Too big to attach and nothing to link to yet: the archive marker will wake us.
+                if self.logged.insert(format!("{id}/link")) {
+                    tracing::info!(event_id = %id, bytes = s.clip_bytes, "clip over smtp.max-attachment; waiting for the archive to link it");
+                }
+                return Ok(());
+            }
+        };
+        let clip = if attach { Some(std::fs::read(&paths.clip).context("reading the clip")?) } else { None };
+        let still = std::fs::read(&paths.still).ok();
+        let finalised = std::fs::metadata(&paths.sidecar).and_then(|m| m.modified()).ok();
+        let pending: Vec<String> = del
+            .recipients
+            .iter()
+            .filter(|(_, r)| r.status == RecipientStatus::Pending)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for to in pending {
+            let alert = Alert {
+                sidecar: s,
+                message_id: &del.message_id,
+                clip: clip.clone(),
+                still: still.clone(),
+                link: link.clone(),
+                summary: &del.summary,
+            };
+            let msg = match mail::build(&self.cfg.smtp, &to, &alert) {
+                Ok(m) => m,
+                Err(e) => {
+                    let r = del.recipients.get_mut(&to).expect("listed above");
+                    r.status = RecipientStatus::Failed;
+                    r.last_error = Some(e.to_string());
+                    del.save(&self.spool, id)?;
+                    self.metrics.alerts_failed.inc();
+                    self.summary.failed += 1;
+                    tracing::error!(event_id = %id, recipient = %to, error = %e, "cannot build the alert");
+                    continue;
+                }
+            };
+            crash_point("before-send");
+            match self.mailer.send(msg).await {
+                Ok(()) => {
+                    crash_point("after-accept");
+                    let r = del.recipients.get_mut(&to).expect("listed above");
+                    r.status = RecipientStatus::Accepted;
+                    r.accepted_at = Some(Utc::now());
+                    del.save(&self.spool, id)?;
+                    crash_point("after-record");
+                    self.metrics.alerts_sent.inc();
+                    self.summary.sent += 1;
+                    if let Some(t) = finalised.and_then(|f| f.elapsed().ok()) {
+                        self.metrics.latency_seconds.observe(t.as_secs_f64());
+                    }
+                    self.retry.remove(id);
+                    tracing::info!(event_id = %id, recipient = %to, attached = attach, summarised = del.summary.len(), "alert accepted");
+                }
+                Err(e) => {
+                    self.metrics.smtp_errors.get_or_create(&ClassLabel { class: e.class() }).inc();
+                    if let SendError::Permanent(_) | SendError::Build(_) = e {
+                        let limit = self.cfg.watch.permanent_attempts;
+                        let r = del.recipients.get_mut(&to).expect("listed above");
+                        r.permanent_failures += 1;
+                        r.last_error = Some(e.to_string());
+                        let gave_up = r.permanent_failures >= limit;
+                        if gave_up {
+                            r.status = RecipientStatus::Failed;
+                            self.metrics.alerts_failed.inc();
+                            self.summary.failed += 1;
+                            tracing::error!(event_id = %id, recipient = %to, error = %e, tries = limit, "recipient rejected the alert permanently; giving up on it");
+                        }
+                        del.save(&self.spool, id)?;
+                        if gave_up {
+                            continue;
+                        }
+                    }
+                    let wait = self.backoff(id);
+                    tracing::warn!(event_id = %id, recipient = %to, error = %e, retry_in = ?wait, "alert not delivered; will retry");
+                    // The relay is likely down for every recipient: try them all later.
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A presigned URL for `s3://bucket/key`, or the location as it is.
+    async fn link(&self, url: &str) -> String {
+        if let (Some(s3), Ok(Location::S3 { bucket, prefix })) = (&self.s3, Location::parse(url)) {
+            match s3.presign_get(&bucket, &prefix, self.cfg.smtp.link_expiry).await {
+                Ok(u) => return u,
+                Err(e) => tracing::warn!(url, error = %e, "cannot presign the clip URL; sending the plain location"),
+            }
+        }
+        url.to_string()
+    }
+
+    fn delete(&mut self, id: &str) -> anyhow::Result<()> {
+        for (i, f) in clip_files(&self.spool, id).iter().enumerate() {
+            remove_if_exists(f).with_context(|| format!("deleting {}", f.display()))?;
+            if i == 0 {
+                crash_point("mid-delete");
+            }
+        }
+        spool::sync_dir(&self.spool)?;
+        self.metrics.clips_deleted.inc();
+        self.summary.deleted += 1;
+        self.logged.retain(|k| !k.starts_with(id));
+        tracing::info!(event_id = %id, "clip delivered and archived; deleted from the spool");
+        Ok(())
+    }
+
+    fn move_to_failed(&mut self, id: &str, why: &str) -> anyhow::Result<()> {
+        let failed = self.spool.join(FAILED_DIR);
+        std::fs::create_dir_all(&failed)?;
+        spool::write_atomic(&failed.join(format!("{id}.reason")), why.as_bytes())?;
+        for f in clip_files(&self.spool, id) {
+            let to = failed.join(f.file_name().expect("clip files have names"));
+            rename_if_exists(&f, &to).with_context(|| format!("moving {} to failed/", f.display()))?;
+        }
+        spool::sync_dir(&self.spool)?;
+        self.metrics.clips_failed.inc();
+        tracing::error!(event_id = %id, reason = why, dir = %failed.display(), "clip kept in failed/");
+        Ok(())
+    }
+
+    /// Leftovers of an interrupted delete or move (a delivery record whose sidecar is gone).
+    fn clean_orphans(&mut self, complete: &[String]) {
+        let Ok(rd) = std::fs::read_dir(&self.spool) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(&format!(".{}", state::DELIVERY_EXT)) else { continue };
+            if complete.iter().any(|c| c == id) {
+                continue;
+            }
+            let failed = self.spool.join(FAILED_DIR);
+            let moving = failed.join(format!("{id}.{}", spool::SIDECAR_EXT)).exists();
+            for f in clip_files(&self.spool, id) {
+                let res = if moving {
+                    rename_if_exists(&f, &failed.join(f.file_name().expect("named")))
+                } else {
+                    remove_if_exists(&f)
+                };
+                if let Err(err) = res {
+                    tracing::error!(file = %f.display(), error = %err, "cannot clean up after an interrupted delete");
+                }
+            }
+        }
+    }
+
+    fn update_gauges(&mut self, ids: &[String]) {
+        let mut pending = 0;
+        let mut oldest: Option<std::time::SystemTime> = None;
+        for id in ids {
+            let done = Delivery::load(&self.spool, id).ok().flatten().is_some_and(|d| d.finished());
+            if !done {
+                pending += 1;
+                let t = std::fs::metadata(ClipPaths::new(&self.spool, id).sidecar).and_then(|m| m.modified()).ok();
+                oldest = match (oldest, t) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        self.metrics.queue_depth.set(pending);
+        let age = oldest.and_then(|t| t.elapsed().ok()).unwrap_or_default();
+        self.metrics.oldest_pending_seconds.set(age.as_secs_f64());
+        self.metrics.suppressed_pending.set(self.limiter.suppressed.len() as i64);
+    }
+
+    /// Spool limits: evict delivered and archived clips oldest first; never an undelivered one.
+    fn enforce_limits(&mut self, ids: &[String]) {
+        let (max_size, min_free) = (self.cfg.watch.spool_max_size.as_u64(), self.cfg.watch.spool_min_free.as_u64());
+        let size = |spool: &Path| -> u64 {
+            std::fs::read_dir(spool)
+                .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+                .unwrap_or(0)
+        };
+        let over = |spool: &Path| size(spool) > max_size || spool::free_space(spool).unwrap_or(u64::MAX) < min_free;
+        let mut evicted = 0;
+        for id in ids {
+            if !over(&self.spool) {
+                break;
+            }
+            let done = Delivery::load(&self.spool, id).ok().flatten().is_some_and(|d| d.finished() && !d.any_failed());
+            let archived = !self.require_archive || ClipPaths::new(&self.spool, id).archived.exists();
+            if done && archived {
+                if let Err(e) = self.delete(id) {
+                    tracing::error!(event_id = %id, error = %format!("{e:#}"), "cannot evict clip");
+                    break;
+                }
+                self.metrics.spool_evicted.inc();
+                evicted += 1;
+            }
+        }
+        let still_over = over(&self.spool);
+        self.metrics.spool_bytes.set(size(&self.spool) as i64);
+        self.metrics.spool_over_limit.set(still_over as i64);
+        if evicted > 0 {
+            tracing::warn!(evicted, "spool over its limits: evicted delivered and archived clips");
+        }
+        if still_over && self.over_limit_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(300)) {
+            self.over_limit_logged = Some(Instant::now());
+            tracing::error!(spool = %self.spool.display(), "spool over its limits and nothing left that is delivered and archived; undelivered clips are kept");
+        }
+    }
+}

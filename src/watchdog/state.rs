@@ -1,0 +1,198 @@
+//! Durable watchdog state: per-clip delivery records, the per-camera rate limiter and the list
+//! of suppressed events waiting to be summarised. Every write is atomic (temp + fsync + rename).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::spool;
+
+pub const DELIVERY_EXT: &str = "delivery";
+pub const STATE_DIR: &str = ".watchdog";
+pub const FAILED_DIR: &str = "failed";
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecipientStatus {
+    Pending,
+    /// The server answered 250 to DATA.
+    Accepted,
+    /// Rejected permanently `permanent-attempts` times.
+    Failed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Recipient {
+    pub status: RecipientStatus,
+    /// Permanent (5xx) rejections so far.
+    pub permanent_failures: u32,
+    pub last_error: Option<String>,
+    pub accepted_at: Option<DateTime<Utc>>,
+}
+
+/// A suppressed event, reported in the next email for its camera.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Suppressed {
+    pub event_id: String,
+    pub camera: String,
+    pub event_time: DateTime<Utc>,
+    pub peak_score: f32,
+}
+
+/// `<id>.delivery`: what has happened to one clip's alert.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Delivery {
+    /// Reused for every attempt, so a resend after a crash is recognisably the same message.
+    pub message_id: String,
+    /// True when rate limiting suppressed this event (no email; it is summarised later).
+    pub suppressed: bool,
+    pub recipients: BTreeMap<String, Recipient>,
+    /// Earlier suppressed events this email reports.
+    pub summary: Vec<Suppressed>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    pub fn new(message_id: String, to: &[String], summary: Vec<Suppressed>) -> Self {
+        let recipients = to
+            .iter()
+            .map(|r| {
+                (
+                    r.clone(),
+                    Recipient {
+                        status: RecipientStatus::Pending,
+                        permanent_failures: 0,
+                        last_error: None,
+                        accepted_at: None,
+                    },
+                )
+            })
+            .collect();
+        Delivery { message_id, suppressed: false, recipients, summary, created_at: Utc::now() }
+    }
+
+    pub fn suppressed(message_id: String) -> Self {
+        Delivery {
+            message_id,
+            suppressed: true,
+            recipients: BTreeMap::new(),
+            summary: Vec::new(),
+            created_at: Utc::now(),
+        }
+    }
+
+    /// Every recipient has an outcome (or the event was suppressed).
+    pub fn finished(&self) -> bool {
+        self.recipients.values().all(|r| r.status != RecipientStatus::Pending)
+    }
+
+    pub fn any_failed(&self) -> bool {
+        self.recipients.values().any(|r| r.status == RecipientStatus::Failed)
+    }
+
+    pub fn path(spool: &Path, id: &str) -> PathBuf {
+        spool.join(format!("{id}.{DELIVERY_EXT}"))
+    }
+
+    pub fn load(spool: &Path, id: &str) -> io::Result<Option<Delivery>> {
+        match std::fs::read(Self::path(spool, id)) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save(&self, spool: &Path, id: &str) -> io::Result<()> {
+        let data = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        spool::write_atomic(&Self::path(spool, id), &data)
+    }
+}
+
+/// Per-camera send history, for the minimum gap and the hourly cap.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Limiter {
+    pub sent: BTreeMap<String, VecDeque<DateTime<Utc>>>,
+    pub suppressed: Vec<Suppressed>,
+}
+
+impl Limiter {
+    fn path(spool: &Path) -> PathBuf {
+        spool.join(STATE_DIR).join("limiter.json")
+    }
+
+    pub fn load(spool: &Path) -> io::Result<Limiter> {
+        match std::fs::read(Self::path(spool)) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Limiter::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save(&self, spool: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(spool.join(STATE_DIR))?;
+        let data = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        spool::write_atomic(&Self::path(spool), &data)
+    }
+
+    /// Whether an alert for `camera` may go out at `now`.
+    pub fn allows(&mut self, camera: &str, now: DateTime<Utc>, min_gap: Duration, max_per_hour: u32) -> bool {
+        let hist = self.sent.entry(camera.to_string()).or_default();
+        let hour_ago = now - chrono::Duration::hours(1);
+        while hist.front().is_some_and(|t| *t < hour_ago) {
+            hist.pop_front();
+        }
+        let gap_ok =
+            hist.back().is_none_or(|last| now - *last >= chrono::Duration::from_std(min_gap).unwrap_or_default());
+        gap_ok && (hist.len() as u32) < max_per_hour
+    }
+
+    pub fn record(&mut self, camera: &str, now: DateTime<Utc>) {
+        self.sent.entry(camera.to_string()).or_default().push_back(now);
+    }
+
+    /// Takes the suppressed events of `camera` for the next email.
+    pub fn take_suppressed(&mut self, camera: &str) -> Vec<Suppressed> {
+        let (mine, rest): (Vec<_>, Vec<_>) = self.suppressed.drain(..).partition(|s| s.camera == camera);
+        self.suppressed = rest;
+        mine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_enforces_gap_and_hourly_cap_per_camera() {
+        let mut l = Limiter::default();
+        let t0 = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(20000);
+        let gap = Duration::from_secs(10);
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        assert!(l.allows("a", at(0), gap, 3));
+        l.record("a", at(0));
+        assert!(!l.allows("a", at(5), gap, 3), "inside the gap");
+        assert!(l.allows("b", at(5), gap, 3), "other camera");
+        l.record("a", at(10));
+        l.record("a", at(20));
+        assert!(!l.allows("a", at(40), gap, 3), "cap of 3 per hour");
+        assert!(l.allows("a", at(3601), gap, 3), "first send aged out");
+    }
+
+    #[test]
+    fn delivery_round_trips_and_reports_completion() {
+        let d = tempfile::tempdir().unwrap();
+        let mut del = Delivery::new("<m@x>".into(), &["a@x".into(), "b@x".into()], vec![]);
+        assert!(!del.finished());
+        del.recipients.get_mut("a@x").unwrap().status = RecipientStatus::Accepted;
+        del.recipients.get_mut("b@x").unwrap().status = RecipientStatus::Failed;
+        del.save(d.path(), "id1").unwrap();
+        let back = Delivery::load(d.path(), "id1").unwrap().unwrap();
+        assert_eq!(back, del);
+        assert!(back.finished() && back.any_failed());
+        assert!(Delivery::load(d.path(), "nope").unwrap().is_none());
+    }
+}

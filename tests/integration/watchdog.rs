@@ -1,0 +1,558 @@
+//! The watchdog against a real SMTP server (aiosmtpd, started by the tests) with STARTTLS,
+//! implicit TLS and AUTH, and its fault modes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use edgewatch::config::{Config, Secret, SmtpTls};
+use edgewatch::spool::{self, ClipPaths, Sidecar};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+const USER: &str = "alerts";
+const PASS: &str = "smtp-test-password";
+
+/// An aiosmtpd server on loopback; see tests/fixtures/smtp_server.py for the fault modes.
+pub struct SmtpServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub maildir: PathBuf,
+    args: Vec<String>,
+}
+
+fn python() -> PathBuf {
+    std::env::var("EDGEWATCH_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/opt/edgewatch-test-venv/bin/python"))
+}
+
+/// A test CA and a server certificate for localhost it signed, made once with openssl.
+/// Returns (server cert, server key, CA cert). (rustls refuses a CA certificate as a server's.)
+fn cert() -> (PathBuf, PathBuf, PathBuf) {
+    static CERT: OnceLock<(PathBuf, PathBuf, PathBuf)> = OnceLock::new();
+    CERT.get_or_init(|| {
+        let dir = repo().join("target/test-fixtures/tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (c, k, ca) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+        if !c.exists() {
+            let script = format!(
+                "set -e; cd {d}; \
+                 openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=edgewatch-test-ca -keyout ca.key -out ca.pem; \
+                 openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout key.pem -out leaf.csr; \
+                 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > leaf.ext; \
+                 openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 -extfile leaf.ext -out cert.pem",
+                d = dir.display()
+            );
+            let ok = Command::new("bash").args(["-c", &script]).stderr(Stdio::null()).stdout(Stdio::null()).status().unwrap();
+            assert!(ok.success(), "openssl failed");
+        }
+        (c, k, ca)
+    })
+    .clone()
+}
+
+impl SmtpServer {
+    pub fn new(dir: &Path, extra: &[&str]) -> SmtpServer {
+        let (c, k, _) = cert();
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        args.extend(["--cert".into(), c.display().to_string(), "--key".into(), k.display().to_string()]);
+        SmtpServer { child: None, port: free_port(), maildir: dir.join("maildir"), args }
+    }
+
+    pub fn start(dir: &Path, extra: &[&str]) -> SmtpServer {
+        let mut s = SmtpServer::new(dir, extra);
+        s.up();
+        s
+    }
+
+    pub fn up(&mut self) {
+        let child = Command::new(python())
+            .arg(repo().join("tests/fixtures/smtp_server.py"))
+            .args(["--port", &self.port.to_string(), "--maildir"])
+            .arg(&self.maildir)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting the SMTP test server (scripts/deps.sh installs aiosmtpd)");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(20));
+    }
+
+    /// Accepted messages, parsed: (raw bytes, envelope JSON), oldest first.
+    pub fn messages(&self) -> Vec<(Vec<u8>, serde_json::Value)> {
+        let mut names: Vec<_> = std::fs::read_dir(&self.maildir)
+            .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+            .into_iter()
+            .map(|p| {
+                let env = std::fs::read(p.with_extension("json")).unwrap_or_default();
+                (std::fs::read(&p).unwrap(), serde_json::from_slice(&env).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    pub fn configure(&self, c: &mut Config, tls: SmtpTls) {
+        c.smtp.host = "localhost".into();
+        c.smtp.port = Some(self.port);
+        c.smtp.tls = tls;
+        c.smtp.ca_file = Some(cert().2);
+        c.smtp.username = Some(USER.into());
+        c.smtp.password = Some(Secret::new(PASS));
+        c.smtp.from = "edgewatch@node.example".into();
+        c.smtp.to = vec!["ops@example.com".into()];
+        c.smtp.timeout = Duration::from_secs(5);
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A real clip (mp4 + still + sidecar) made once by the detector from a fixture video.
+fn real_clip() -> (Vec<u8>, Vec<u8>, Sidecar) {
+    static CLIP: OnceLock<(Vec<u8>, Vec<u8>, Sidecar)> = OnceLock::new();
+    CLIP.get_or_init(|| {
+        let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "5", "--burst", "3", "--after", "7"]);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = test_config(dir.path(), &video);
+        // Its own runtime on its own thread: callers are async tests.
+        let c2 = cfg.clone();
+        let summary = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(edgewatch::detector::run(c2, CancellationToken::new())).unwrap()
+        })
+        .join()
+        .unwrap();
+        let id = &summary.events[0].event_id;
+        let p = ClipPaths::new(&cfg.clip.spool_dir, id);
+        (std::fs::read(&p.clip).unwrap(), std::fs::read(&p.still).unwrap(), spool::read_sidecar(&p.sidecar).unwrap())
+    })
+    .clone()
+}
+
+/// Writes a clip into `spool` by the detector's protocol (data first, sidecar renamed last).
+fn put_clip(spool_dir: &Path, id: &str, camera: &str, archived: bool) -> PathBuf {
+    let (mp4, jpg, mut side) = real_clip();
+    side.event_id = id.into();
+    side.camera = camera.into();
+    side.clip_file = format!("{id}.mp4");
+    side.still_file = format!("{id}.jpg");
+    side.event_time = chrono::Utc::now();
+    std::fs::create_dir_all(spool_dir).unwrap();
+    let p = ClipPaths::new(spool_dir, id);
+    spool::write_atomic(&p.clip, &mp4).unwrap();
+    spool::write_atomic(&p.still, &jpg).unwrap();
+    if archived {
+        mark_archived(spool_dir, id);
+    }
+    spool::write_atomic(&p.sidecar, &serde_json::to_vec(&side).unwrap()).unwrap();
+    p.clip
+}
+
+fn mark_archived(spool_dir: &Path, id: &str) {
+    let a = spool::Archived {
+        clip_url: format!("s3://clips/test/{id}.mp4"),
+        sidecar_url: format!("s3://clips/test/{id}.json"),
+        archived_at: chrono::Utc::now(),
+    };
+    spool::write_atomic(&ClipPaths::new(spool_dir, id).archived, &serde_json::to_vec(&a).unwrap()).unwrap();
+}
+
+fn watch_config(dir: &Path) -> Config {
+    let mut c = test_config(dir, Path::new("/unused.avi"));
+    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    c.archive.target = "s3://clips/test".into(); // the markers are written by the tests
+    c.watch.retry_min = Duration::from_millis(200);
+    c.watch.retry_max = Duration::from_secs(1);
+    c.watch.min_gap = Duration::ZERO;
+    c.watch.spool_min_free = bytesize::ByteSize::mib(1);
+    c
+}
+
+/// A plain SMTP server (no TLS, no AUTH) with `extra` fault flags, and a watchdog config for it.
+fn plain_smtp(dir: &Path, extra: &[&str]) -> (SmtpServer, Config) {
+    let server = SmtpServer::start(dir, extra);
+    let mut cfg = watch_config(dir);
+    server.configure(&mut cfg, SmtpTls::None);
+    cfg.smtp.username = None;
+    cfg.smtp.password = None;
+    (server, cfg)
+}
+
+fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let (_, body) = http_get(addr, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn header(raw: &[u8], name: &str) -> String {
+    let parsed = mailparse::parse_mail(raw).unwrap();
+    parsed.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case(name)).map(|h| h.get_value()).unwrap_or_default()
+}
+
+/// Every leaf part of a message: (content type, content id, body bytes).
+fn parts(raw: &[u8]) -> Vec<(String, String, Vec<u8>)> {
+    fn walk(p: &mailparse::ParsedMail, out: &mut Vec<(String, String, Vec<u8>)>) {
+        if p.subparts.is_empty() {
+            let cid = p.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case("Content-ID")).map(|h| h.get_value());
+            out.push((p.ctype.mimetype.clone(), cid.unwrap_or_default(), p.get_body_raw().unwrap()));
+        }
+        for s in &p.subparts {
+            walk(s, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&mailparse::parse_mail(raw).unwrap(), &mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_carries_the_clip_the_still_and_the_event_over_starttls_and_auth() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start(dir.path(), &["--mode", "starttls", "--auth", &format!("{USER}:{PASS}")]);
+    let mut cfg = watch_config(dir.path());
+    server.configure(&mut cfg, SmtpTls::Starttls);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let clip = put_clip(&cfg.clip.spool_dir, "20260101T000000.000Z-cam0", "cam0", false);
+    let clip_bytes = std::fs::read(&clip).unwrap();
+    let msgs = tokio::task::spawn_blocking({
+        let maildir = server.maildir.clone();
+        move || {
+            wait_until(Duration::from_secs(30), "the alert", || {
+                (std::fs::read_dir(&maildir).map(|r| r.count()).unwrap_or(0) >= 2).then_some(())
+            })
+        }
+    });
+    msgs.await.unwrap();
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 1);
+    let (raw, env) = &msgs[0];
+    assert_eq!(env["tls"], true, "STARTTLS was used: {env}");
+    assert_eq!(env["auth"], true, "AUTH was used: {env}");
+    assert_eq!(env["to"], serde_json::json!(["ops@example.com"]));
+    let subject = header(raw, "Subject");
+    assert!(subject.contains("test-node/cam0") && subject.contains("score"), "{subject}");
+    assert_eq!(header(raw, "X-Edgewatch-Event"), "20260101T000000.000Z-cam0");
+    assert_eq!(header(raw, "Message-ID"), "<20260101T000000.000Z-cam0.test-node@edgewatch>");
+    let parts = parts(raw);
+    let mp4 = parts.iter().find(|p| p.0 == "video/mp4").expect("clip attached");
+    assert_eq!(mp4.2, clip_bytes, "attachment is byte-identical to the clip");
+    let still = parts.iter().find(|p| p.0 == "image/jpeg").expect("still inline");
+    assert!(still.1.contains("still"), "inline still has a Content-ID: {:?}", still.1);
+    let rgb = edgewatch::infer::decode_rgb(&still.2).expect("the still is a valid JPEG");
+    assert_eq!((rgb.width, rgb.height), (320, 240));
+    let text = String::from_utf8_lossy(&parts.iter().find(|p| p.0 == "text/plain").unwrap().2).into_owned();
+    assert!(text.contains("Peak score") && text.contains("test-node/cam0"), "{text}");
+
+    // Delivered but not archived: kept. Archived: deleted.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(clip.exists());
+    mark_archived(&cfg.clip.spool_dir, "20260101T000000.000Z-cam0");
+    let spool_dir = cfg.clip.spool_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(10), "deletion after archive", || {
+            (std::fs::read_dir(&spool_dir).unwrap().flatten().filter(|e| e.path().is_file()).count() == 0).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    let addr = running.http_addr;
+    let body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").1).await.unwrap();
+    assert!(promtool_check_metrics(&body).trim().is_empty(), "{body}");
+    assert!(
+        body.contains("edgewatch_alerts_sent_total 1") && body.contains("edgewatch_clips_deleted_total 1"),
+        "{body}"
+    );
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_and_smtp_down_then_up_delivers_once() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = SmtpServer::new(dir.path(), &["--mode", "implicit", "--auth", &format!("{USER}:{PASS}")]);
+    let mut cfg = watch_config(dir.path());
+    server.configure(&mut cfg, SmtpTls::Implicit);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    put_clip(&cfg.clip.spool_dir, "20260101T000001.000Z-cam0", "cam0", true);
+    let addr = running.http_addr;
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "network errors while the server is down", || {
+            (metric(addr, "edgewatch_smtp_errors_total{class=\"network\"}") >= 2.0).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    server.up();
+    let spool_dir = cfg.clip.spool_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "delivery and deletion", || {
+            (spool::complete_clips(&spool_dir).unwrap().is_empty()).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.messages().len(), 1);
+    assert_eq!(server.messages()[0].1["tls"], true);
+    shutdown.cancel();
+    let s = running.wait().await.unwrap();
+    assert_eq!((s.sent, s.deleted), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_transfer_is_retried_and_delivered_once() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cfg) = plain_smtp(dir.path(), &["--drop-once", "--tempfail", "1"]);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    put_clip(&cfg.clip.spool_dir, "20260101T000002.000Z-cam0", "cam0", true);
+    let spool_dir = cfg.clip.spool_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "delivery", || {
+            spool::complete_clips(&spool_dir).unwrap().is_empty().then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.messages().len(), 1);
+    let addr = running.http_addr;
+    let body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").1).await.unwrap();
+    let errors: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("edgewatch_smtp_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    // The drop and the 451 each cost a failed attempt or a reconnect; neither gives up on the
+    // recipient, and the message arrives once.
+    assert!(errors >= 1.0, "{body}");
+    assert!(body.contains("edgewatch_alerts_failed_total 0"), "{body}");
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_rejection_ends_in_failed_with_the_metric() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut cfg) = plain_smtp(dir.path(), &["--reject-rcpt", "gone@example.com"]);
+    cfg.smtp.to = vec!["ops@example.com".into(), "gone@example.com".into()];
+    cfg.watch.permanent_attempts = 2;
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let id = "20260101T000003.000Z-cam0";
+    put_clip(&cfg.clip.spool_dir, id, "cam0", true);
+    let failed = cfg.clip.spool_dir.join("failed");
+    let f2 = failed.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "the clip in failed/", || {
+            f2.join(format!("{id}.json")).exists().then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    for ext in ["mp4", "jpg", "json", "delivery", "reason"] {
+        assert!(failed.join(format!("{id}.{ext}")).exists(), "failed/{id}.{ext}");
+    }
+    assert!(spool::complete_clips(&cfg.clip.spool_dir).unwrap().is_empty());
+    // The good recipient got it once; the rejected one never.
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].1["to"], serde_json::json!(["ops@example.com"]));
+    let addr = running.http_addr;
+    let (failed_m, perm) = tokio::task::spawn_blocking(move || {
+        (
+            metric(addr, "edgewatch_alerts_failed_total"),
+            metric(addr, "edgewatch_smtp_errors_total{class=\"permanent\"}"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((failed_m, perm), (1.0, 2.0));
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_file_without_the_rename_protocol_is_never_sent() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cfg) = plain_smtp(dir.path(), &[]);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let spool_dir = cfg.clip.spool_dir.clone();
+    // A clip without a sidecar (still being written), and a sidecar written in place, half done.
+    std::fs::write(spool_dir.join("20260101T000004.000Z-cam0.mp4"), b"partial").unwrap();
+    let (_, _, side) = real_clip();
+    let json = serde_json::to_vec(&side).unwrap();
+    std::fs::write(spool_dir.join("20260101T000005.000Z-cam0.json"), &json[..json.len() / 2]).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(server.messages().is_empty());
+    assert!(spool_dir.join("20260101T000004.000Z-cam0.mp4").exists(), "never deleted either");
+    // The half-written sidecar is not an alert; it is kept for a human in failed/.
+    assert!(spool_dir.join("failed/20260101T000005.000Z-cam0.json").exists());
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_is_rate_limited_and_summarised() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut cfg) = plain_smtp(dir.path(), &[]);
+    cfg.watch.min_gap = Duration::from_secs(2);
+    cfg.watch.max_per_hour = 4;
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    // 100 events in about 10 s (a storm compressed in time; the limits are scaled to match).
+    for i in 0..100 {
+        put_clip(&cfg.clip.spool_dir, &format!("20260101T0001{:02}.{:03}Z-cam0", i / 10, i % 10), "cam0", true);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let spool_dir = cfg.clip.spool_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "every clip handled", || {
+            spool::complete_clips(&spool_dir).unwrap().is_empty().then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 4, "max-per-hour = 4");
+    let summarised: usize = msgs
+        .iter()
+        .map(|(raw, _)| {
+            let text =
+                String::from_utf8_lossy(&parts(raw).iter().find(|p| p.0 == "text/plain").unwrap().2).into_owned();
+            text.lines()
+                .find_map(|l| l.strip_suffix(" earlier event(s) were not emailed (alert rate limit):"))
+                .map_or(0, |n| n.parse().unwrap())
+        })
+        .sum();
+    let addr = running.http_addr;
+    let (suppressed, pending) = tokio::task::spawn_blocking(move || {
+        (metric(addr, "edgewatch_alerts_suppressed_total"), metric(addr, "edgewatch_alerts_suppressed_pending"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(suppressed, 96.0);
+    assert!(summarised > 0, "later emails carry the summary");
+    assert_eq!(summarised as f64 + pending, 96.0, "every suppressed event is summarised or still pending");
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_limits_evict_only_delivered_and_archived_clips() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut cfg) = plain_smtp(dir.path(), &[]);
+    cfg.watch.keep_delivered = true;
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let sp = cfg.clip.spool_dir.clone();
+    put_clip(&sp, "20260101T000010.000Z-cam0", "cam0", true);
+    put_clip(&sp, "20260101T000011.000Z-cam0", "cam0", true);
+    put_clip(&sp, "20260101T000012.000Z-cam0", "cam0", false); // delivered, not archived
+    let maildir = server.maildir.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "three alerts", || {
+            (std::fs::read_dir(&maildir).map(|r| r.count()).unwrap_or(0) >= 6).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    running.wait().await.unwrap();
+    assert_eq!(spool::complete_clips(&sp).unwrap().len(), 3, "kept while under the limits");
+
+    // Over the size limit: the two archived ones go, oldest first; the unarchived one stays.
+    cfg.watch.spool_max_size = bytesize::ByteSize::b(1);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let sp2 = sp.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(10), "eviction", || {
+            (spool::complete_clips(&sp2).unwrap().len() == 1).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(spool::complete_clips(&sp).unwrap(), vec!["20260101T000012.000Z-cam0".to_string()]);
+    let addr = running.http_addr;
+    let (evicted, over) = tokio::task::spawn_blocking(move || {
+        (metric(addr, "edgewatch_spool_evicted_total"), metric(addr, "edgewatch_spool_over_limit"))
+    })
+    .await
+    .unwrap();
+    assert_eq!((evicted, over), (2.0, 1.0));
+    shutdown.cancel();
+}
+
+/// SIGKILL at each step of the delivery state machine, then a restart: never lost, never a
+/// second message (the accepted-but-unrecorded window resends the same Message-ID).
+#[cfg(feature = "fault-injection")]
+#[test]
+fn sigkill_at_each_step_never_loses_and_never_duplicates() {
+    for step in ["before-send", "after-accept", "after-record", "mid-delete"] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = SmtpServer::start(dir.path(), &[]);
+        let mut cfg = watch_config(dir.path());
+        server.configure(&mut cfg, SmtpTls::None);
+        let conf = dir.path().join("edgewatch.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "node = \"kill\"\n[http]\nlisten = \"127.0.0.1:0\"\n[clip]\nspool-dir = \"{}\"\n[archive]\ntarget = \"s3://clips/test\"\n\
+                 [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"edgewatch@node.example\"\nto = [\"ops@example.com\"]\n\
+                 [watch]\nretry-min = \"200ms\"\nretry-max = \"1s\"\nspool-min-free = \"1 MiB\"\n",
+                cfg.clip.spool_dir.display(),
+                server.port
+            ),
+        )
+        .unwrap();
+        let id = "20260101T000020.000Z-cam0";
+        put_clip(&cfg.clip.spool_dir, id, "cam0", true);
+        let run = |crash: Option<&str>| -> Child {
+            let mut c = Command::new(bin());
+            c.args(["--config"]).arg(&conf).arg("watch").stdout(Stdio::null());
+            if let Some(s) = crash {
+                c.env("EW_TEST_CRASH_AT", s);
+            }
+            c.spawn().unwrap()
+        };
+        let status = {
+            let mut child = run(Some(step));
+            wait_until(Duration::from_secs(30), "the crash", || child.try_wait().unwrap())
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{step}: killed by SIGKILL");
+        let mut child = run(None);
+        let sp = cfg.clip.spool_dir.clone();
+        wait_until(Duration::from_secs(30), "delivery and deletion after restart", || {
+            std::fs::read_dir(&sp).unwrap().flatten().all(|e| !e.path().is_file()).then_some(())
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        let msgs = server.messages();
+        let ids: std::collections::BTreeSet<String> = msgs.iter().map(|(raw, _)| header(raw, "Message-ID")).collect();
+        assert_eq!(ids.len(), 1, "{step}: one message as seen by the recipient");
+        let expected_copies = if step == "after-accept" { 2 } else { 1 };
+        assert_eq!(msgs.len(), expected_copies, "{step}: copies on the server");
+    }
+}
