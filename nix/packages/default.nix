@@ -1,0 +1,9 @@
+# The overlay the flake exports: every package edgewatch builds, so the NixOS
+# modules can refer to pkgs.edgewatch & co. in any (cross) package set.
+final: _prev: {
+  edgewatch = final.callPackage ./edgewatch.nix { };
+  edgewatch-model-demo = final.callPackage ./model.nix { };
+  edgewatch-images = final.callPackage ./images.nix { };
+  edgewatch-manifests-for = final.callPackage ./manifests.nix { };
+  generic-device-plugin = final.callPackage ./generic-device-plugin.nix { };
+}

@@ -1,0 +1,47 @@
+# The edgewatch binary. rustPlatform.buildRustPackage with the committed
+# Cargo.lock (no cargoHash to maintain; every dependency is from crates.io).
+# Native and cross alike: pkgsCross.aarch64-multiplatform.callPackage this.
+# Build needs (crate notes): v4l's bindgen wants libclang (bindgenHook);
+# openh264 compiles bundled C/C++ (stdenv's g++; nasm speeds up x86 only);
+# aws-sdk uses rustls, so no OpenSSL. Tests need ffmpeg and run outside Nix,
+# hence doCheck = false here and a separate check in flake.nix.
+{ lib, stdenv, rustPlatform, nasm }:
+let
+  root = ../..;
+  manifest = lib.importTOML (root + "/Cargo.toml");
+  # Only what cargo reads: Nix/k3s/CI edits do not rebuild the binary.
+  src = lib.fileset.toSource {
+    inherit root;
+    fileset = lib.fileset.unions [
+      (root + "/Cargo.toml")
+      (root + "/Cargo.lock")
+      (root + "/src")
+      # `edgewatch demo` embeds the demo model and video (include_bytes!).
+      (root + "/model/demo")
+      (root + "/demo/demo.avi")
+      (lib.fileset.maybeMissing (root + "/build.rs"))
+      (lib.fileset.maybeMissing (root + "/tests/integration"))
+      (lib.fileset.maybeMissing (root + "/bench"))
+      (lib.fileset.maybeMissing (root + "/benches"))
+      (lib.fileset.maybeMissing (root + "/examples"))
+    ];
+  };
+in
+rustPlatform.buildRustPackage {
+  pname = manifest.package.name;
+  inherit (manifest.package) version;
+  inherit src;
+  cargoLock.lockFile = root + "/Cargo.lock";
+
+  nativeBuildInputs = [ rustPlatform.bindgenHook ]
+    ++ lib.optional stdenv.hostPlatform.isx86_64 nasm;
+
+  doCheck = false;
+
+  meta = {
+    inherit (manifest.package) description;
+    license = lib.licenses.asl20;
+    mainProgram = "edgewatch";
+    platforms = lib.platforms.linux;
+  };
+}

@@ -1,0 +1,69 @@
+# Shared pieces of the VM tests.
+#
+# Addresses: the test driver gives node number N (nodes sorted by name,
+# from 1) the address 192.168.1.N on eth1 (nixos/lib/testing/network.nix),
+# so each test's site description lists its nodes in that order.
+# `monitor` has no VM in the k3s tests; only its address is used (for the
+# NetworkPolicy and promtail, whose pushes then fail harmlessly).
+{ lib, pkgs }:
+rec {
+  # The modules without nixosModules.default's overlay wrapper: the test
+  # framework hands the nodes a read-only pkgs (which has the overlay).
+  modules = lib.attrValues (import ../../nixos);
+
+  mkSite = hosts: {
+    name = "vm";
+    domain = "vm.test";
+    network = { prefixLength = 24; gateway = "192.168.1.254"; nameservers = [ "192.168.1.254" ]; };
+    adminKeys = [ ];
+    hosts = hosts // { monitor = { address = "192.168.1.250"; role = "monitoring"; }; };
+  };
+
+  # Test-only secrets: dummy values, so the store is fine here (never in a
+  # module default; see nixos/modules/k8s-secrets.nix for the real path).
+  secrets = [
+    "d /var/lib/edgewatch/secrets 0700 root root -"
+    "f /var/lib/edgewatch/secrets/k3s-token 0400 root root - vm-test-token"
+    "f /var/lib/edgewatch/secrets/s3-access-key-id 0400 root root - test"
+    "f /var/lib/edgewatch/secrets/s3-secret-access-key 0400 root root - test"
+    "f /var/lib/edgewatch/secrets/smtp-password 0400 root root - test"
+  ];
+
+  # A node of the test cluster: address from the driver, k3s on eth1.
+  k3sNode = { config, ... }: {
+    imports = modules;
+    edgewatch.base.staticNetwork = false;
+    systemd.tmpfiles.rules = secrets;
+    services.k3s = {
+      nodeIP = config.networking.primaryIPAddress;
+      extraFlags = [ "--flannel-iface=eth1" ];
+    };
+    virtualisation = { memorySize = 2048; diskSize = 4096; cores = 2; };
+  };
+
+  # A /dev/video0 for the device plugin to advertise (the pod requests
+  # squat.ai/video even when its source is a file).
+  fakeCamera = { config, ... }: {
+    boot.extraModulePackages = [ config.boot.kernelPackages.v4l2loopback ];
+    boot.kernelModules = [ "v4l2loopback" ];
+  };
+
+  # 24 s of MJPEG: 8 s dark, 6 s bright, 10 s dark. The demo model's score
+  # follows mean brightness (model/gen_contract_model.py), so this holds
+  # exactly one event.
+  testVideo = pkgs.runCommand "edgewatch-test-video.avi" { nativeBuildInputs = [ pkgs.ffmpeg ]; } ''
+    ffmpeg -hide_banner -loglevel error \
+      -f lavfi -i color=c=black:s=320x240:r=15:d=8 \
+      -f lavfi -i color=c=white:s=320x240:r=15:d=6 \
+      -f lavfi -i color=c=black:s=320x240:r=15:d=10 \
+      -filter_complex '[0][1][2]concat=n=3:v=1:a=0' \
+      -c:v mjpeg -q:v 5 -f avi $out
+  '';
+
+  # The k3s/ base with the test overlay (file source, SMTP to the `mail`
+  # VM, no S3 archive), rendered exactly like the real site's.
+  manifests = pkgs.edgewatch-manifests-for {
+    monitorCidr = "192.168.1.250/32";
+    overlay = ./overlay;
+  };
+}
