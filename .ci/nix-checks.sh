@@ -14,7 +14,7 @@ CHECKOV_VERSION=3.3.30
 KUBERNETES_VALIDATE_VERSION=1.37.0
 # The Kubernetes minor of the k3s in the pinned nixpkgs (nixos-25.11).
 KUBERNETES_VERSION=1.34.0
-tools=${EDGEWATCH_CI_TOOLS:-/opt/edgewatch-ci}
+tools=${EW_CI_TOOLS:-/opt/edgewatch-ci}
 
 log() { echo "nix-checks: $*"; }
 

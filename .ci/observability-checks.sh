@@ -18,7 +18,7 @@
 # Everything binds 127.0.0.1 on free ports and is stopped on exit. Installs
 # what it needs (apt, pip) on a fresh Debian 12 machine. Ends with
 # "observability-checks: N passed, M failed".
-#   bash .ci/observability-checks.sh          EDGEWATCH_BIN=... OUTAGE_SECONDS=...
+#   bash .ci/observability-checks.sh          EW_BIN=... OUTAGE_SECONDS=...
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ OUTAGE_SECONDS=${OUTAGE_SECONDS:-300}
 INTERVAL=5 # scrape interval of the test topology, seconds
 PROMQL_PARSER_VERSION=0.11.0
 PYYAML_VERSION=6.0.3
-tools=${EDGEWATCH_CI_TOOLS:-/opt/edgewatch-ci}
+tools=${EW_CI_TOOLS:-/opt/edgewatch-ci}
 started_at=$SECONDS
 
 log() { echo "observability-checks: $*"; }
@@ -63,7 +63,7 @@ install_tools() {
 find_edgewatch() {
   local t=${CARGO_TARGET_DIR:-$root/target} b
   # Debug first: scripts/test.sh has just built it from this tree (a release binary may be stale).
-  for b in "${EDGEWATCH_BIN:-}" "$t/debug/edgewatch" "$t/release/edgewatch"; do
+  for b in "${EW_BIN:-}" "$t/debug/edgewatch" "$t/release/edgewatch"; do
     if [ -n "$b" ] && [ -x "$b" ]; then
       echo "$b"
       return

@@ -12,7 +12,7 @@ config "$RUN/edgewatch.toml" "$VID" realtime false "$PORT" "$RUN/spool"
 "$BIN" --config "$RUN/edgewatch.toml" detect > "$RUN/log.json" &
 PID=$!
 start=$(date +%s.%N)
-peak=0; cpu=0
+peak=0; cpu=0; frames=""; inferred=""; skipped=""
 while kill -0 "$PID" 2>/dev/null; do
   hwm=$(kb "$PID" VmHWM 2>/dev/null || echo 0); [ -n "$hwm" ] && [ "$hwm" -gt "$peak" ] && peak=$hwm
   c=$(cpu_seconds "$PID" 2>/dev/null || echo "$cpu"); cpu=$c

@@ -1,12 +1,12 @@
 # Shared helpers for the bench scripts (sourced).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=${EDGEWATCH_BIN:-$ROOT/target/release/edgewatch}
+BIN=${EW_BIN:-$ROOT/target/release/edgewatch}
 WORK=${BENCH_DIR:-$ROOT/target/bench}
 mkdir -p "$WORK"
 
 build() {
-  [ -n "${EDGEWATCH_BIN:-}" ] || (cd "$ROOT" && cargo build --release --locked --quiet)
+  [ -n "${EW_BIN:-}" ] || (cd "$ROOT" && cargo build --release --locked --quiet)
 }
 
 # video NAME ARGS...: a fixture video made once by tests/fixtures/make_video.sh

@@ -19,9 +19,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${1:-300}
 WARMUP=${WARMUP:-90}
 INTERVAL=15s
-tools=${EDGEWATCH_CI_TOOLS:-/opt/edgewatch-ci}
+tools=${EW_CI_TOOLS:-/opt/edgewatch-ci}
 t=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=${EDGEWATCH_BIN:-}
+BIN=${EW_BIN:-}
 for b in "$t/release/edgewatch" "$t/debug/edgewatch"; do [ -n "$BIN" ] || { [ -x "$b" ] && BIN=$b; }; done
 [ -n "$BIN" ] || {
   (cd "$ROOT" && cargo build --release --locked --quiet --bin edgewatch)
