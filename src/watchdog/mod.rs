@@ -165,7 +165,9 @@ impl Watchdog {
             let wait = next_retry.map_or(idle, |d| d.min(idle));
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = kick_rx.recv() => {}
+                // `Some`: in poll mode there is no watcher and the channel is closed; a closed
+                // channel must not wake the loop (it would spin).
+                Some(_) = kick_rx.recv() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }

@@ -495,12 +495,16 @@ async fn spool_limits_evict_only_delivered_and_archived_clips() {
     .unwrap();
     assert_eq!(spool::complete_clips(&sp).unwrap(), vec!["20260101T000012.000Z-cam0".to_string()]);
     let addr = running.http_addr;
-    let (evicted, over) = tokio::task::spawn_blocking(move || {
-        (metric(addr, "edgewatch_spool_evicted_total"), metric(addr, "edgewatch_spool_over_limit"))
+    // The gauges are set at the end of the pass that evicted: wait for them.
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(10), "eviction metrics (2 evicted, still over the limit)", || {
+            let got = (metric(addr, "edgewatch_spool_evicted_total"), metric(addr, "edgewatch_spool_over_limit"));
+            (got == (2.0, 1.0)).then_some(())
+        })
     })
     .await
     .unwrap();
-    assert_eq!((evicted, over), (2.0, 1.0));
+    assert_eq!(spool::complete_clips(&sp).unwrap(), vec!["20260101T000012.000Z-cam0".to_string()]);
     shutdown.cancel();
 }
 
@@ -555,4 +559,31 @@ fn sigkill_at_each_step_never_loses_and_never_duplicates() {
         let expected_copies = if step == "after-accept" { 2 } else { 1 };
         assert_eq!(msgs.len(), expected_copies, "{step}: copies on the server");
     }
+}
+
+/// Polling (filesystems without inotify) finds clips too, at its interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_mode_delivers() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut cfg) = plain_smtp(dir.path(), &[]);
+    cfg.watch.mode = edgewatch::config::WatchMode::Poll;
+    cfg.watch.poll_interval = Duration::from_millis(300);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    put_clip(&cfg.clip.spool_dir, "20260101T000030.000Z-cam0", "cam0", true);
+    let sp = cfg.clip.spool_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(20), "delivery by polling", || {
+            spool::complete_clips(&sp).unwrap().is_empty().then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(server.messages().len(), 1);
+    let addr = running.http_addr;
+    let mode = tokio::task::spawn_blocking(move || metric(addr, "edgewatch_watch_mode{mode=\"poll\"}")).await.unwrap();
+    assert_eq!(mode, 1.0);
+    shutdown.cancel();
+    running.wait().await.unwrap();
 }
