@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Peak RSS and CPU share of `edgewatch detect` on a 640x480, 15 fps file source paced in real time
 # with the demo model (the published Python detector: 1.8-2.2 GB RSS, ~56 % of a Pi 4).
-# Usage: bench/detect-footprint.sh [SECONDS]   (default 60: calm 25 s, burst 5 s, calm 30 s)
+# Usage: bench/detect-footprint.sh [SECONDS]   (default 60: the bundled 24 s demo video, looped)
 source "$(dirname "$0")/lib.sh"
 SECS=${1:-60}
 build
-VID=$(video "footprint-$SECS" --size 640x480 --fps 15 --calm $((SECS * 25 / 60)) --burst $((SECS * 5 / 60)) --after $((SECS - SECS * 25 / 60 - SECS * 5 / 60)))
+VID="$ROOT/demo/demo.avi"
 RUN=$(mktemp -d "$WORK/footprint.XXXX")
 PORT=$(free_port)
-config "$RUN/edgewatch.toml" "$VID" realtime false "$PORT" "$RUN/spool"
+config "$RUN/edgewatch.toml" "$VID" realtime true "$PORT" "$RUN/spool"
 "$BIN" --config "$RUN/edgewatch.toml" detect > "$RUN/log.json" &
 PID=$!
+( sleep "$SECS"; kill "$PID" 2>/dev/null ) &
 start=$(date +%s.%N)
 peak=0; cpu=0; frames=""; inferred=""; skipped=""
 while kill -0 "$PID" 2>/dev/null; do

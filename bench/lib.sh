@@ -17,7 +17,7 @@ video() {
   echo "$out"
 }
 
-# config FILE VIDEO PACE LOOP PORT SPOOL
+# config FILE VIDEO PACE LOOP PORT SPOOL [MODEL_DIR (default: the demo model)]
 config() {
   cat > "$1" <<CONF
 node = "bench"
@@ -32,7 +32,7 @@ path = "$2"
 pace = "$3"
 loop = $4
 [model]
-source = "$ROOT/model/demo"
+source = "${7:-$ROOT/model/demo}"
 [clip]
 spool-dir = "$6"
 min-free-space = "1 MB"

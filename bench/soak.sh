@@ -7,11 +7,12 @@ source "$(dirname "$0")/lib.sh"
 SECS=${1:-3600}
 EVERY=${2:-30}
 build
-# 20 s loop: calm 10 s, burst 3 s, calm 7 s -> one event per loop after the cooldown.
+# 20 s loop: calm 10 s, burst 3 s, calm 7 s -> one event per loop after the cooldown, with the
+# brightness test model (model/test-brightness), whose response to this fixture is known.
 VID=$(video soak --size 640x480 --fps 15 --calm 10 --burst 3 --after 7)
 RUN=$(mktemp -d "$WORK/soak.XXXX")
 PORT=$(free_port)
-config "$RUN/edgewatch.toml" "$VID" fast true "$PORT" "$RUN/spool"
+config "$RUN/edgewatch.toml" "$VID" fast true "$PORT" "$RUN/spool" "$ROOT/model/test-brightness"
 "$BIN" --config "$RUN/edgewatch.toml" detect > "$RUN/log.json" &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT

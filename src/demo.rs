@@ -1,7 +1,8 @@
 //! `edgewatch demo`: the real pipeline on a bundled video and model, with no network and no config.
 //!
-//! The model is a seeded random MobileNetV2 + BiLSTM whose score follows the frames' brightness
-//! (see model/README.md): it shows the pipeline working, it is not a violence detector.
+//! The model is MobileNetV2 x0.35 + BiLSTM trained on synthetic stick-figure clips, and the video
+//! shows such figures: calm, a fight, calm (model/demo/TRAINING.md, demo/README.md). It shows the
+//! pipeline working; it is not a violence detector.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -130,6 +131,6 @@ pub fn render_summary(cfg: &Config, s: &Summary, elapsed: Duration) -> String {
     if s.clip_failures > 0 {
         out.push_str(&format!("  {} clip(s) could not be written (see the log)\n", s.clip_failures));
     }
-    out.push_str("  (demo model: a seeded random network that scores brightness, not a violence detector)\n");
+    out.push_str("  (demo model: trained on synthetic stick figures only; it is not a violence detector)\n");
     out
 }

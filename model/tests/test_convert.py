@@ -73,7 +73,7 @@ def test_softmax_output_needs_class_index(fused_examples, tmp_path):
 
 
 def test_image_model_is_rejected(tmp_path):
-    demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "demo", "backbone.onnx")
+    demo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test-brightness", "backbone.onnx")
     with pytest.raises(ConvertError, match=r"rank 4 .*\[1,T,3,H,W\]"):
         convert(demo, str(tmp_path / "m"), "ex", 5.0, log=quiet)
 

@@ -70,7 +70,7 @@ def test_cli_train_reports_a_bad_clip(tiny_data, tmp_path):
 
 
 def test_contract_errors(tmp_path):
-    demo = os.path.join(MODEL_DIR, "demo")
+    demo = os.path.join(MODEL_DIR, "test-brightness")
     d = tmp_path / "m"
     shutil.copytree(demo, d)
     Contract(str(d))  # the bundled test model is fine

@@ -12,8 +12,9 @@ from edgewatch_model.contract import Contract, fused_runner, sample_inputs, veri
 
 MODEL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(MODEL_DIR)
-TRAINED = os.path.join(MODEL_DIR, "trained-demo")
-DEMO_VIDEO = os.path.join(REPO, "demo", "demo-violence.avi")
+TRAINED = TEST_MODEL  # the shipped, trained demo model
+TEST_MODEL = os.path.join(MODEL_DIR, "test-brightness")  # seeded weights, known response
+DEMO_VIDEO = os.path.join(REPO, "demo", "demo.avi")
 
 
 def cli(*args, timeout=300):
@@ -27,7 +28,7 @@ def quiet(*_a):
 
 
 def test_bundled_test_model_fits_the_contract():
-    c = Contract(os.path.join(MODEL_DIR, "demo"), strict_ops=True)
+    c = Contract(TEST_MODEL, strict_ops=True)
     fused = onnx_build.fuse(c.models["backbone"], c.models["head"], c.m.width, c.m.height, c.m.window,
                             c.m.feature_dim)
     assert verify_equivalence(c, fused_runner(fused), sample_inputs(c.m), log=quiet) <= 1e-4
@@ -66,17 +67,17 @@ def test_cli(tmp_path):
     r = cli("synth", str(tmp_path / "d"), "--train", "1", "--val", "1", "--size", "64x48", "--seconds", "1")
     assert r.returncode == 0, r.stderr
     assert len(os.listdir(tmp_path / "d" / "val" / "Fight")) == 1
-    r = cli("verify", os.path.join(MODEL_DIR, "demo"))
+    r = cli("verify", TEST_MODEL)
     assert r.returncode == 0 and "verify OK" in r.stdout, r.stderr
-    r = cli("scores", os.path.join(MODEL_DIR, "demo"), str(tmp_path / "d" / "val" / "Fight" / "fight_0000.avi"))
+    r = cli("scores", TEST_MODEL, str(tmp_path / "d" / "val" / "Fight" / "fight_0000.avi"))
     assert r.returncode == 0 and "0 window(s)" in r.stdout  # 1 s: shorter than one window
-    r = cli("fuse", os.path.join(MODEL_DIR, "demo"), str(tmp_path / "f.onnx"))
+    r = cli("fuse", TEST_MODEL, str(tmp_path / "f.onnx"))
     assert r.returncode == 0 and os.path.getsize(tmp_path / "f.onnx") > 1_000_000
-    r = cli("verify", os.path.join(MODEL_DIR, "demo"), "--fused", str(tmp_path / "f.onnx"))
+    r = cli("verify", TEST_MODEL, "--fused", str(tmp_path / "f.onnx"))
     assert r.returncode == 0, r.stderr
     r = cli("convert", str(tmp_path / "f.onnx"), str(tmp_path / "conv"), "--sample-fps", "5")
     assert r.returncode == 0 and "verify OK" in r.stdout, r.stdout + r.stderr
-    r = cli("convert", os.path.join(MODEL_DIR, "demo", "head.onnx"), str(tmp_path / "x"), "--sample-fps", "5")
+    r = cli("convert", os.path.join(TEST_MODEL, "head.onnx"), str(tmp_path / "x"), "--sample-fps", "5")
     assert r.returncode == 2 and r.stderr.startswith("error: input `features` has rank 3")
 
 
@@ -88,7 +89,7 @@ def test_python_reference_bench(tmp_path):
     video = str(tmp_path / "v.avi")
     write_video(video, frames, 15)
     r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "python_reference.py"), video,
-                        os.path.join(MODEL_DIR, "demo")], capture_output=True, text=True, timeout=300)
+                        TEST_MODEL], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "(a) fused model" in r.stdout and "(b) streaming" in r.stdout and "peak RSS" in r.stdout
     diff = float(r.stdout.split("max |score (a) - score (b)|")[1].split()[0])

@@ -18,6 +18,12 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_edgewatch"))
 }
 
+/// The test model: seeded weights whose score follows the frames' brightness (model/README.md).
+pub fn test_model() -> PathBuf {
+    repo().join("model/test-brightness")
+}
+
+/// The shipped demo model, trained on synthetic clips (model/demo/TRAINING.md).
 pub fn demo_model() -> PathBuf {
     repo().join("model/demo")
 }
@@ -59,7 +65,7 @@ pub fn fixture_video(args: &[&str]) -> (PathBuf, f64, f64) {
     (path, after("start "), after("end "))
 }
 
-/// A config for tests: a fast file source, the demo model, everything under `dir`, port 0.
+/// A config for tests: a fast file source, the test model, everything under `dir`, port 0.
 pub fn test_config(dir: &Path, video: &Path) -> Config {
     let mut c = Config { node: "test-node".into(), camera: "cam0".into(), ..Config::default() };
     c.log.format = LogFormat::Human;
@@ -67,7 +73,7 @@ pub fn test_config(dir: &Path, video: &Path) -> Config {
     c.source.kind = SourceKind::File;
     c.source.path = Some(video.to_path_buf());
     c.source.pace = Pace::Fast;
-    c.model.source = demo_model().display().to_string();
+    c.model.source = test_model().display().to_string();
     c.model.cache_dir = dir.join("model-cache");
     c.clip.spool_dir = dir.join("spool");
     c.clip.min_free_space = bytesize::ByteSize::mib(1);
@@ -207,14 +213,21 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
 
 /// Minimal HTTP/1.0 GET (the tests only need status and body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
+    let (status, body) = http_get_bytes(&addr.to_string(), path);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The same for binary bodies, with the Host header given as it appears in a URL.
+pub fn http_get_bytes(host: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(host).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..split]);
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, buf[split..].to_vec())
 }
 
 /// ffprobe's view of a media file as JSON.

@@ -1,4 +1,4 @@
-//! The detector end to end on ffmpeg-made videos with the demo model, whose response is known:
+//! The detector end to end on ffmpeg-made videos with the test model, whose response is known:
 //! score = sigmoid(40 · (mean brightness over the window − 0.6)) (see model/README.md).
 
 use std::collections::VecDeque;
@@ -191,7 +191,7 @@ fn sigterm_finishes_the_clip_in_flight() {
              [source]\nkind = \"file\"\npath = \"{}\"\npace = \"realtime\"\n[model]\nsource = \"{}\"\n\
              [clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MB\"\n",
             video.display(),
-            demo_model().display(),
+            test_model().display(),
             spool_dir.display()
         ),
     )
@@ -271,4 +271,52 @@ async fn full_spool_is_reported_and_the_detector_keeps_running() {
     assert!(spool::complete_clips(&cfg.clip.spool_dir).unwrap().is_empty());
     assert_eq!(std::fs::read_dir(cfg.clip.spool_dir.join(".tmp")).unwrap().count(), 0);
     shutdown.cancel();
+}
+
+/// `edgewatch demo` as a newcomer runs it: no config, no network. The bundled video's fight gives
+/// one event, a playable clip in the spool, a copy in the local archive and one alert in the outbox.
+#[test]
+fn the_demo_runs_offline_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        Command::new(bin()).args(["demo", "--out"]).arg(dir.path()).env_remove("EDGEWATCH_CONFIG").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 event(s)"), "{stdout}");
+    // The fight runs 9-15 s; the first window wholly inside it ends at 12 s.
+    let at: f64 = stdout
+        .split(" at ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no event time in {stdout}"));
+    assert!((9.0..=13.0).contains(&at), "event at {at} s: {stdout}");
+    let files = |sub: &str, ext: &str| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir.path().join(sub))
+            .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == ext)).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let clips = files("spool", "mp4");
+    assert_eq!(clips.len(), 1, "{stdout}");
+    // 5 s before + 5 s after, extended while the fight goes on, up to clip.max-length (30 s).
+    let d = stream_duration(&ffprobe(&clips[0]));
+    assert!((9.9..=30.1).contains(&d), "clip of {d} s");
+    assert_eq!(files("outbox", "eml").len(), 1, "{stdout}");
+    let archived: Vec<_> = walk(&dir.path().join("archive")).into_iter().filter(|p| p.ends_with(".mp4")).collect();
+    assert_eq!(archived.len(), 1, "{archived:?}");
+}
+
+fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
 }

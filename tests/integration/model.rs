@@ -1,16 +1,18 @@
-//! The model contract: a corrupted or mismatched model is refused with a clear error.
+//! The model contract: a corrupted or mismatched model is refused with a clear error; the shipped
+//! demo model does what model/demo/TRAINING.md says on the bundled demo video.
 
 use std::path::Path;
 
-use edgewatch::infer::Engine;
+use edgewatch::infer::{Engine, Preprocessor, Streamer};
 use edgewatch::model::{sha256_hex, ModelBundle};
+use edgewatch::source::{FileSource, FrameSource, Sampler};
 
-use crate::common::demo_model;
+use crate::common::{demo_model, repo, test_model};
 
 fn copy_model(to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for f in ["manifest.toml", "backbone.onnx", "head.onnx"] {
-        std::fs::copy(demo_model().join(f), to.join(f)).unwrap();
+        std::fs::copy(test_model().join(f), to.join(f)).unwrap();
     }
 }
 
@@ -29,14 +31,14 @@ fn load_err(dir: &Path) -> String {
 }
 
 #[test]
-fn the_demo_model_loads_and_matches_its_manifest() {
-    let b = ModelBundle::from_dir(&demo_model(), "").unwrap();
+fn the_test_model_loads_and_matches_its_manifest() {
+    let b = ModelBundle::from_dir(&test_model(), "").unwrap();
     assert_eq!(sha256_hex(&b.backbone), b.manifest.backbone.sha256);
     let e = Engine::load(&b, 1).unwrap();
     assert_eq!(e.manifest.temporal.window, 16);
     // Pinning the manifest digest works both ways.
-    assert!(ModelBundle::from_dir(&demo_model(), &b.manifest_sha256).is_ok());
-    let err = ModelBundle::from_dir(&demo_model(), &"0".repeat(64)).unwrap_err().to_string();
+    assert!(ModelBundle::from_dir(&test_model(), &b.manifest_sha256).is_ok());
+    let err = ModelBundle::from_dir(&test_model(), &"0".repeat(64)).unwrap_err().to_string();
     assert!(err.contains("model.manifest-sha256"), "{err}");
 }
 
@@ -65,7 +67,7 @@ fn corrupted_and_mismatched_models_are_refused() {
     let d = tmp.path().join("swapped");
     copy_model(&d);
     std::fs::copy(d.join("backbone.onnx"), d.join("head.onnx")).unwrap();
-    let b = ModelBundle::from_dir(&demo_model(), "").unwrap();
+    let b = ModelBundle::from_dir(&test_model(), "").unwrap();
     edit_manifest(&d, &b.manifest.head.sha256, &b.manifest.backbone.sha256);
     let e = load_err(&d);
     assert!(e.contains("head (head.onnx)"), "{e}");
@@ -95,4 +97,45 @@ fn corrupted_and_mismatched_models_are_refused() {
     // Missing directory.
     let e = load_err(&tmp.path().join("nope"));
     assert!(e.contains("reading model file") && e.contains("manifest.toml"), "{e}");
+}
+
+/// The shipped demo model, with the digests model/demo/TRAINING.md records, scores the bundled
+/// demo video through the detector's own decode, preprocessing, sampling and streaming: windows
+/// inside the fight (9-15 s) above its threshold, windows before it or starting a second after
+/// it below. The same windows as model/tests/test_models_cli.py, which checks onnxruntime.
+#[test]
+fn the_shipped_demo_model_scores_the_burst_above_and_the_calm_below_its_threshold() {
+    let b = ModelBundle::from_dir(&demo_model(), "").unwrap();
+    assert_eq!(sha256_hex(&b.backbone), "f98f73e22e6da04ae275a893404883739f7dc66d46d4f40cd83aa29bab3c4bcf");
+    assert_eq!(sha256_hex(&b.head), "de3d23079ffcc8309675e4e2524a23fd4c1ffebaff00730699082733ade23a0a");
+    // What `edgewatch demo` embeds is this very model and video.
+    assert_eq!(edgewatch::demo::DEMO_BACKBONE, &b.backbone[..]);
+    assert_eq!(edgewatch::demo::DEMO_VIDEO, &std::fs::read(repo().join("demo/demo.avi")).unwrap()[..]);
+    let m = b.manifest.clone();
+    let threshold = m.decision.threshold;
+    let span = (m.temporal.window - 1) as f64 / m.temporal.sample_fps;
+    let mut pre = Preprocessor::new(&m);
+    let mut streamer = Streamer::new(Engine::load(&b, 1).unwrap());
+    let mut sampler = Sampler::new(m.temporal.sample_fps);
+    let mut src = FileSource::open(&repo().join("demo/demo.avi"), false, false).unwrap();
+    let (mut burst, mut calm, mut all) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some(frame) = src.next_frame().unwrap() {
+        if !sampler.take(frame.pts) {
+            continue;
+        }
+        let (score, _) = streamer.push(pre.tensor(&frame.jpeg).unwrap()).unwrap();
+        let Some(score) = score else { continue };
+        let end = frame.pts.as_secs_f64();
+        let start = end - span;
+        all.push(format!("{end:.1}:{score:.3}"));
+        if start >= 9.0 - 1e-6 && end < 15.0 {
+            burst.push(score);
+        } else if end < 9.0 || start >= 16.0 - 1e-6 {
+            calm.push(score);
+        }
+    }
+    let all = all.join(" ");
+    assert_eq!((burst.len(), calm.len()), (15, 55), "{all}");
+    assert!(burst.iter().all(|s| *s >= threshold), "burst windows under {threshold}: {all}");
+    assert!(calm.iter().all(|s| *s < threshold), "calm windows at or over {threshold}: {all}");
 }

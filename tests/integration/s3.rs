@@ -127,13 +127,13 @@ async fn model_fetch_verify_and_cache() {
     cfg.model.source = "s3://models/edgewatch/demo".into();
     let client = S3Client::new(&cfg.s3).await;
     for f in ["manifest.toml", "backbone.onnx", "head.onnx"] {
-        let data = std::fs::read(demo_model().join(f)).unwrap();
+        let data = std::fs::read(test_model().join(f)).unwrap();
         client
             .put("models", &format!("edgewatch/demo/{f}"), data.into(), "application/octet-stream", usize::MAX, 5 << 20)
             .await
             .unwrap();
     }
-    let local = model::ModelBundle::from_dir(&demo_model(), "").unwrap();
+    let local = model::ModelBundle::from_dir(&test_model(), "").unwrap();
 
     let fetched = model::load(&cfg, Some(&client)).await.unwrap();
     assert_eq!(fetched.manifest_sha256, local.manifest_sha256);

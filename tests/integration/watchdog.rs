@@ -587,3 +587,69 @@ async fn poll_mode_delivers() {
     shutdown.cancel();
     running.wait().await.unwrap();
 }
+
+/// A clip over `smtp.max-attachment` waits for its archive, then goes out as a presigned S3 link
+/// (signed for the real s3s-fs server, which checks signatures) that downloads the very clip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_over_the_attachment_limit_is_sent_as_a_presigned_link() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3"));
+    s3.mkbucket("clips");
+    let (server, mut cfg) = plain_smtp(dir.path(), &[]);
+    s3.configure(&mut cfg);
+    cfg.smtp.max_attachment = bytesize::ByteSize::kib(1);
+    cfg.smtp.link_expiry = Duration::from_secs(600);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let id = "20260101T000040.000Z-cam0";
+    let clip = put_clip(&cfg.clip.spool_dir, id, "cam0", false);
+    let clip_bytes = std::fs::read(&clip).unwrap();
+
+    // Too big to attach and not archived yet: nothing is sent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(server.messages().is_empty(), "sent before there was anything to link to");
+
+    // The detector's archiver would upload and then write the marker; do the same.
+    let client = edgewatch::s3::S3Client::new(&cfg.s3).await;
+    client
+        .put("clips", &format!("test/{id}.mp4"), bytes::Bytes::from(clip_bytes.clone()), "video/mp4", 1 << 30, 8 << 20)
+        .await
+        .unwrap();
+    mark_archived(&cfg.clip.spool_dir, id);
+    let maildir = server.maildir.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "the alert with a link", || {
+            (std::fs::read_dir(&maildir).map(|r| r.count()).unwrap_or(0) >= 2).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 1);
+    let parts = parts(&msgs[0].0);
+    assert!(parts.iter().all(|p| p.0 != "video/mp4"), "the clip must not be attached");
+    let text = String::from_utf8_lossy(&parts.iter().find(|p| p.0 == "text/plain").unwrap().2).into_owned();
+    let url = text
+        .split_once("download it here: ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no link in the message: {text}"))
+        .to_string();
+    assert!(url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=600"), "not presigned: {url}");
+    let rest = url.strip_prefix("http://").expect("the test endpoint is plain HTTP");
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let (host, path) = (host.to_string(), path.to_string());
+    let (status, body) = tokio::task::spawn_blocking(move || http_get_bytes(&host, &path)).await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, clip_bytes, "the link downloads the clip");
+
+    // A tampered signature is refused: the server really checks it.
+    let bad = url.replace("X-Amz-Expires=600", "X-Amz-Expires=6000");
+    let rest = bad.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let (host, path) = (host.to_string(), path.to_string());
+    let (status, _) = tokio::task::spawn_blocking(move || http_get_bytes(&host, &path)).await.unwrap();
+    assert_eq!(status, 403);
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}

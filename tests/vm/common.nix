@@ -48,17 +48,10 @@ rec {
     boot.kernelModules = [ "v4l2loopback" ];
   };
 
-  # 24 s of MJPEG: 8 s dark, 6 s bright, 10 s dark. The demo model's score
-  # follows mean brightness (model/gen_contract_model.py), so this holds
-  # exactly one event.
-  testVideo = pkgs.runCommand "edgewatch-test-video.avi" { nativeBuildInputs = [ pkgs.ffmpeg ]; } ''
-    ffmpeg -hide_banner -loglevel error \
-      -f lavfi -i color=c=black:s=320x240:r=15:d=8 \
-      -f lavfi -i color=c=white:s=320x240:r=15:d=6 \
-      -f lavfi -i color=c=black:s=320x240:r=15:d=10 \
-      -filter_complex '[0][1][2]concat=n=3:v=1:a=0' \
-      -c:v mjpeg -q:v 5 -f avi $out
-  '';
+  # The bundled demo video (calm, a fight, calm: demo/README.md). The demo
+  # model scores its fight above the threshold and the calm parts below
+  # (tests/integration/model.rs checks that), so a run holds exactly one event.
+  testVideo = ../../demo/demo.avi;
 
   # The k3s/ base with the test overlay (file source, SMTP to the `mail`
   # VM, no S3 archive), rendered exactly like the real site's.
