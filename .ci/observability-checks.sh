@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Observability checks (issue 6), against real Prometheus 2.42 and node
-# exporter 1.5 from Debian 12 and the real `edgewatch detect`:
+# exporter 1.5 from Debian 12 and the real `edgewatch detect` and
+# `edgewatch watch`:
 #   * every config nix/lib/monitoring renders, for the CI topology and for
 #     every host of nixos/site.nix, passes `promtool check config` (agent
 #     configs with --agent), the rules `promtool check rules` and their unit
@@ -8,11 +9,12 @@
 #   * the Pi throttling script's test, the dashboards' structure;
 #   * every metric name a dashboard or rule uses is kept by the keep-lists,
 #     every kept name is used, and every used name is in the exposition of
-#     node exporter (on a Pi 4 sysfs fixture), the detector or Prometheus,
-#     except the watchdog's and cAdvisor's, listed as pending;
-#   * end to end: node exporter + detector -> Prometheus agent (rendered
-#     config) -> remote write -> central Prometheus (rendered config): every
-#     dashboard query returns data there;
+#     node exporter (on a Pi 4 sysfs fixture), the detector, the watchdog or
+#     Prometheus, except cAdvisor's (no kubelet here), listed as pending;
+#   * end to end: node exporter + detector + watchdog (sharing the spool,
+#     mailing into an outbox directory) -> Prometheus agent (rendered
+#     config) -> remote write -> central Prometheus (rendered config): alert
+#     e-mails are sent, and every dashboard query returns data there;
 #   * outage: the central Prometheus is stopped for OUTAGE_SECONDS (default
 #     300) and restarted; afterwards no kept series has a hole.
 # Everything binds 127.0.0.1 on free ports and is stopped on exit. Installs
@@ -115,7 +117,7 @@ check() { # check NAME COMMAND...
   if [ "$rc" -eq 0 ]; then
     passed=$((passed + 1))
     echo "PASS $name ($((SECONDS - started))s)"
-    grep -E '^((names|queries|holes|dashboards|rule-tests|outage|wal|detector logs):|NOTE )' "$work/log" | sed 's/^/     /' || true
+    grep -E '^((names|queries|holes|dashboards|rule-tests|outage|wal|edgewatch logs):|NOTE )' "$work/log" | sed 's/^/     /' || true
   else
     failed=$((failed + 1))
     failures+=("$name")
@@ -258,6 +260,21 @@ TOML
   wait_http "http://127.0.0.1:$P_DETECTOR/metrics" 60
 }
 
+# The watchdog shares the detector's config file, as the two containers of a
+# pod do (so it waits for the same archive before deleting a clip), with its
+# own port and an outbox directory instead of an SMTP relay.
+start_watchdog() {
+  sed -e "s|^listen = .*|listen = \"127.0.0.1:$P_WATCHDOG\"|" "$work/detector.toml" >"$work/watchdog.toml"
+  cat >>"$work/watchdog.toml" <<TOML
+[smtp]
+outbox-dir = "$work/outbox"
+to = ["ops@example.org"]
+TOML
+  "$EDGEWATCH" --config "$work/watchdog.toml" watch >"$work/watchdog.log" 2>&1 &
+  echo $! >>"$work/pids"
+  wait_http "http://127.0.0.1:$P_WATCHDOG/metrics" 30
+}
+
 start_central() {
   local flags
   mapfile -t flags <"$work/central.flags"
@@ -281,6 +298,7 @@ start_agent() {
 start_all() {
   start_node_exporter
   start_detector
+  start_watchdog
   start_central
   start_agent
   # The agent batches for up to 60 s (batch_send_deadline): wait for the
@@ -289,6 +307,11 @@ start_all() {
     --query 'count_over_time(edgewatch_frames_captured_total{node="ci-node-01"}[2m]) >= 6'
   py wait-series --prom "http://127.0.0.1:$P_CENTRAL" --timeout 120 \
     --query 'prometheus_remote_storage_queue_highest_sent_timestamp_seconds{node="ci-node-01"}'
+  # The demo video has an event about every 24 s: an e-mail is in the outbox
+  # and counted on the central well within this.
+  py wait-series --prom "http://127.0.0.1:$P_CENTRAL" --timeout 150 \
+    --query 'edgewatch_alerts_sent_total{node="ci-node-01", job="edgewatch-watchdog"} > 0'
+  ls "$work/outbox"/*.eml
 }
 
 # clip_write_failed_total{reason} appears only after a failed clip: a second,
@@ -318,23 +341,75 @@ failing_detector_exposition() {
   return 1
 }
 
+# smtp_errors_total{class} likewise: a second, short-lived watchdog whose
+# relay refuses connections (a free port), given a copy of an archived clip.
+smtp_down_watchdog_exposition() {
+  local port relay pid clip _
+  port=$(free_port)
+  relay=$(free_port)
+  for _ in $(seq 1 120); do
+    clip=$(find "$work/archive" -name '*.json' -print -quit)
+    [ -n "$clip" ] && break
+    sleep 1
+  done
+  [ -n "$clip" ] || { echo "no archived clip within 120 s" >&2; return 1; }
+  mkdir -p "$work/spool-smtp-down"
+  # Sidecar last, as the detector writes them.
+  cp "${clip%.json}.mp4" "$work/spool-smtp-down/"
+  cp "$clip" "$work/spool-smtp-down/"
+  cat >"$work/watchdog-smtp-down.toml" <<TOML
+node = "ci-node-01"
+camera = "cam0"
+[log]
+format = "json"
+[http]
+listen = "127.0.0.1:$port"
+[clip]
+spool-dir = "$work/spool-smtp-down"
+[smtp]
+host = "127.0.0.1"
+port = $relay
+tls = "none"
+to = ["ops@example.org"]
+TOML
+  "$EDGEWATCH" --config "$work/watchdog-smtp-down.toml" watch >"$work/watchdog-smtp-down.log" 2>&1 &
+  pid=$!
+  echo "$pid" >>"$work/pids"
+  for _ in $(seq 1 120); do
+    if curl -fsS -H 'Accept: application/openmetrics-text; version=1.0.0' "http://127.0.0.1:$port/metrics" \
+      -o "$work/expo-watchdog-smtp-down.txt" 2>/dev/null &&
+      grep -q '^edgewatch_smtp_errors_total{' "$work/expo-watchdog-smtp-down.txt"; then
+      stop_pid "$pid"
+      grep '^edgewatch_smtp_errors_total{' "$work/expo-watchdog-smtp-down.txt"
+      return 0
+    fi
+    sleep 0.5
+  done
+  stop_pid "$pid"
+  echo "the watchdog with an unreachable relay reported no smtp_errors_total within 60 s" >&2
+  return 1
+}
+
 metric_names() {
   failing_detector_exposition
+  smtp_down_watchdog_exposition
   curl -fsS "http://127.0.0.1:$P_NODE/metrics" >"$work/expo-node-exporter.txt"
   curl -fsS -H 'Accept: application/openmetrics-text; version=1.0.0' "http://127.0.0.1:$P_DETECTOR/metrics" >"$work/expo-detector.txt"
+  curl -fsS -H 'Accept: application/openmetrics-text; version=1.0.0' "http://127.0.0.1:$P_WATCHDOG/metrics" >"$work/expo-watchdog.txt"
   curl -fsS "http://127.0.0.1:$P_AGENT/metrics" >"$work/expo-agent.txt"
   curl -fsS "http://127.0.0.1:$P_CENTRAL/metrics" >"$work/expo-central.txt"
   py names --series "$work/series.json" --rules "$work/site/rules.json" --dashboards nix/dashboards \
     --exposition "$work/expo-node-exporter.txt" --exposition "$work/expo-detector.txt" \
     --exposition "$work/expo-agent.txt" --exposition "$work/expo-central.txt" \
-    --exposition "$work/expo-detector-full.txt"
+    --exposition "$work/expo-detector-full.txt" --exposition "$work/expo-watchdog.txt" \
+    --exposition "$work/expo-watchdog-smtp-down.txt"
 }
 
-detector_logs_json() {
+edgewatch_logs_json() {
   # promtail's pipeline (nix/lib/monitoring/promtail.nix) reads edgewatch's
   # JSON lines and their `level`. Lines that are not edgewatch's (the
   # OpenH264 encoder writes plain text to stderr) pass through unlabelled.
-  python3 - "$work/detector.log" "$work/detector-full.log" <<'PY'
+  python3 - "$work/detector.log" "$work/detector-full.log" "$work/watchdog.log" "$work/watchdog-smtp-down.log" <<'PY'
 import json, os, sys
 for path in sys.argv[1:]:
     levels, other = {}, []
@@ -349,7 +424,7 @@ for path in sys.argv[1:]:
         assert o.get("message") and o.get("timestamp"), o
         levels[o["level"]] = levels.get(o["level"], 0) + 1
     assert levels, f"{path}: no JSON log lines"
-    print(f"detector logs: {os.path.basename(path)}: {sum(levels.values())} JSON lines {levels}, "
+    print(f"edgewatch logs: {os.path.basename(path)}: {sum(levels.values())} JSON lines {levels}, "
           f"{len(other)} plain lines from libraries {other[:1]}")
 PY
 }
@@ -357,6 +432,7 @@ PY
 e2e_queries() {
   py queries --series "$work/series.json" --dashboards nix/dashboards --rules "$work/e2e-rules.json" \
     --exposition "$work/expo-detector.txt" --exposition "$work/expo-detector-full.txt" \
+    --exposition "$work/expo-watchdog.txt" --exposition "$work/expo-watchdog-smtp-down.txt" \
     --prom "http://127.0.0.1:$P_CENTRAL" --since "$t_start"
 }
 
@@ -386,7 +462,7 @@ install_tools
 EDGEWATCH=$(find_edgewatch)
 P_NODE=$(free_port)
 P_DETECTOR=$(free_port)
-P_WATCHDOG=$(free_port) # nothing listens: the watchdog is not built yet (up == 0)
+P_WATCHDOG=$(free_port)
 P_AGENT=$(free_port)
 P_CENTRAL=$(free_port)
 log "tools: $(prometheus --version 2>&1 | head -n 1), $(prometheus-node-exporter --version 2>&1 | head -n 1), $(nix-instantiate --version), promql-parser $PROMQL_PARSER_VERSION; edgewatch: $EDGEWATCH; outage $OUTAGE_SECONDS s"
@@ -400,9 +476,9 @@ check "pi-throttled script (nix/tests/pi-throttled-test.sh)" bash nix/tests/pi-t
 check "shellcheck (observability scripts)" shellcheck_ours
 check "dashboards: structure, datasources, every query parses" py dashboards nix/dashboards "$work/datasources.json"
 t_start=$(date +%s)
-check "start node exporter (Pi 4 sysfs fixture), detector, central Prometheus, agent; data arrives" start_all
-check "metric names: used == kept, and exposed by node exporter / detector / Prometheus (pending listed)" metric_names
-check "detector logs are JSON with a level (promtail pipeline input)" detector_logs_json
+check "start node exporter (Pi 4 sysfs fixture), detector, watchdog, central Prometheus, agent; data and alert e-mails arrive" start_all
+check "metric names: used == kept, and exposed by node exporter / detector / watchdog / Prometheus (cAdvisor pending)" metric_names
+check "detector and watchdog logs are JSON with a level (promtail pipeline input)" edgewatch_logs_json
 check "end to end: every dashboard query returns data from the central Prometheus" e2e_queries
 check "outage: central down ${OUTAGE_SECONDS}s, then no hole in any kept series" outage
 

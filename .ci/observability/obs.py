@@ -313,7 +313,7 @@ def cmd_names(args):
         errors.append(f"{n} (used by {used[n][0]}) is in no exposition: renamed or removed?")
     if declared_only:
         print("names: declared by a TYPE line but without a sample yet (labelled series not observed):", ", ".join(declared_only))
-    print("names: pending, not checked (watchdog not built yet; cAdvisor needs a kubelet):", ", ".join(sorted(pending & set(used))))
+    print("names: pending, not checked (cAdvisor needs a kubelet):", ", ".join(sorted(pending & set(used))))
     for e in errors:
         print("ERROR", e)
     print(f"names: {len(used)} metric names used by {len(dashboards)} dashboards and {sum(len(g['rules']) for g in rules['groups'])} rules; "
@@ -411,10 +411,11 @@ def cmd_queries(args):
         checked += 1
         if api(args.prom, "query_range", {"query": q, "start": args.since, "end": end, "step": "15"})["result"]:
             continue
-        # A labelled counter (clip_write_failed_total{reason}) has no series
-        # until its first increment. If the names check saw it on a detector
-        # that had the event (the full-spool one), this query only waits for
-        # an event here. Anything else is a failure.
+        # A labelled counter (clip_write_failed_total{reason},
+        # smtp_errors_total{class}) has no series until its first increment.
+        # If the names check saw it on a process that had the event (the
+        # full-spool detector, the watchdog whose relay is down), this query
+        # only waits for an event here. Anything else is a failure.
         unseen = sorted(n for n in names if not has_series(n))
         if unseen and all(n in samples | declared for n in unseen):
             conditional.append(f"{where}: {', '.join(unseen)}")
@@ -426,7 +427,7 @@ def cmd_queries(args):
         print("ERROR", e)
     print(f"queries: {checked} checked against the central Prometheus (dashboard queries + the series every rule reads): "
           f"{checked - len(errors) - len(conditional)} with data, {len(conditional)} waiting for a first event, {len(errors)} failed; "
-          f"{skipped_pending} pending (watchdog/cAdvisor) and {loki} Loki queries not runnable here")
+          f"{skipped_pending} pending (cAdvisor) and {loki} Loki queries not runnable here")
     return 1 if errors else 0
 
 

@@ -221,6 +221,7 @@ in
       "WatchdogDown"
       "AlertDeliveryFailing"
       "AlertQueueStuck"
+      "SpoolOverLimit"
       "MetricsBacklogGrowing"
       "MetricsRemoteWriteFailing"
     ];
@@ -309,7 +310,7 @@ in
         jobs;
       count = length allKept;
     };
-    expected = { sorted = [ ]; duplicates = [ ]; strayFilters = [ ]; count = 64; };
+    expected = { sorted = [ ]; duplicates = [ ]; strayFilters = [ ]; count = 65; };
   }
   {
     name = "real site: pi4-node-01's agent scrapes its own address, writes to the monitor";

@@ -153,7 +153,10 @@ in
               description = "Nobody mails the clips of {{ $labels.node }}: the watchdog (:9871) is down.";
             })
             (alert "AlertDeliveryFailing" {
-              expr = "sum by (node) (rate(edgewatch_alerts_failed_total[10m])) > 0 unless on (node) sum by (node) (rate(edgewatch_alerts_sent_total[10m])) > 0";
+              # alerts_failed counts only recipients given up after 5xx
+              # rejections; an unreachable relay or 4xx is retried forever
+              # and shows only in smtp_errors_total, so both count.
+              expr = "(sum by (node) (rate(edgewatch_smtp_errors_total[10m])) > 0 or sum by (node) (rate(edgewatch_alerts_failed_total[10m])) > 0) unless on (node) sum by (node) (rate(edgewatch_alerts_sent_total[10m])) > 0";
               for = "5m";
               severity = "critical";
               summary = "Alert e-mails from {{ $labels.node }} fail";
@@ -165,6 +168,16 @@ in
               severity = "critical";
               summary = "An alert on {{ $labels.node }} has waited {{ $value | humanizeDuration }}";
               description = "The oldest pending alert e-mail is older than ${num alertOldestPendingSeconds} s.";
+            })
+            # The watchdog's own view of the spool: over watch.spool-max-size
+            # or under watch.spool-min-free with nothing it may evict. On a
+            # large SD card this comes long before SpoolFilling.
+            (alert "SpoolOverLimit" {
+              expr = "edgewatch_spool_over_limit == 1";
+              for = "10m";
+              severity = "warning";
+              summary = "Spool of {{ $labels.node }} is over its limits";
+              description = "The spool is above watch.spool-max-size or below watch.spool-min-free, and every clip in it still waits for its e-mail or its upload, so none is evicted. Check AlertQueueStuck and ArchiveBacklog; below clip.min-free-space the detector stops writing clips.";
             })
           ];
         }
