@@ -2,6 +2,10 @@
 //!
 //! Same engine (tract), same model (the bundled demo model, T=16), same frames, one run.
 //! `cargo bench --bench inference` prints both figures and their ratio.
+//!
+//! With `--features onnxruntime` it also times the backbone alone on tract and on onnxruntime
+//! (same model, same frames, one thread each). The library is `ORT_DYLIB_PATH`, else the one in
+//! the model tooling's venv (model/run-tests.sh installs it).
 
 use std::collections::VecDeque;
 use std::io::Cursor;
@@ -75,4 +79,73 @@ fn main() {
         ms(windowed)
     );
     println!("  ratio windowed/streaming: {:.1}x (target >= 10x)", windowed.as_secs_f64() / streaming.as_secs_f64());
+
+    #[cfg(feature = "onnxruntime")]
+    backbone_tract_vs_onnxruntime(&bundle, &engine, &tensors[t..t + frames]);
+}
+
+/// The backbone alone (the per-frame cost), tract against onnxruntime on the same frames.
+#[cfg(feature = "onnxruntime")]
+fn backbone_tract_vs_onnxruntime(bundle: &ModelBundle, tract: &Engine, tensors: &[tract_onnx::prelude::Tensor]) {
+    use edgewatch::config::{Backend, Config, ModelConfig};
+
+    let library = onnxruntime_library();
+    let cfg = ModelConfig {
+        backend: Backend::Onnxruntime,
+        onnxruntime_library: Some(library.clone()),
+        threads: 1,
+        ..Config::default().model
+    };
+    let ort = Engine::load_with(bundle, &cfg).unwrap();
+    let time = |engine: &Engine| {
+        // Warm-up: first runs allocate and (onnxruntime) pick kernels.
+        for x in tensors.iter().take(4) {
+            engine.feature(x.clone()).unwrap();
+        }
+        let t0 = Instant::now();
+        let feats: Vec<Vec<f32>> = tensors.iter().map(|x| engine.feature(x.clone()).unwrap()).collect();
+        (t0.elapsed() / tensors.len() as u32, feats)
+    };
+    let (tract_time, tract_feats) = time(tract);
+    let (ort_time, ort_feats) = time(&ort);
+    let max_diff = tract_feats
+        .iter()
+        .zip(&ort_feats)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+        .fold(0f32, f32::max);
+
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let n = tensors.len();
+    println!("backbone alone, tract vs onnxruntime: same model and frames, 1 thread each");
+    println!("  onnxruntime library: {}", library.display());
+    println!("  tract       (1 backbone per frame):                   {:8.3} ms/frame  ({n} frames)", ms(tract_time));
+    println!("  onnxruntime (1 backbone per frame):                   {:8.3} ms/frame  ({n} frames)", ms(ort_time));
+    println!(
+        "  ratio tract/onnxruntime: {:.2}x (max |feature difference| {max_diff:.2e})",
+        tract_time.as_secs_f64() / ort_time.as_secs_f64()
+    );
+}
+
+/// `ORT_DYLIB_PATH`, else the onnxruntime wheel's library in the model tooling's venv.
+#[cfg(feature = "onnxruntime")]
+fn onnxruntime_library() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // The two venvs model/run-tests.sh may use.
+    for venv in [PathBuf::from("/opt/edgewatch-model-venv"), repo.join("model/.venv")] {
+        let Ok(lib) = std::fs::read_dir(venv.join("lib")) else { continue };
+        for py in lib.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("python3")) {
+            let Ok(capi) = std::fs::read_dir(py.path().join("site-packages/onnxruntime/capi")) else { continue };
+            if let Some(f) = capi.flatten().find(|f| f.file_name().to_string_lossy().starts_with("libonnxruntime.so")) {
+                return f.path();
+            }
+        }
+    }
+    panic!(
+        "no libonnxruntime.so in /opt/edgewatch-model-venv or model/.venv: run model/run-tests.sh first \
+         (it installs the onnxruntime wheel), or set ORT_DYLIB_PATH"
+    );
 }

@@ -153,10 +153,29 @@ pub struct SourceConfig {
     pub looping: bool,
 }
 
+/// The inference engine. tract is pure Rust and always built in; onnxruntime needs the
+/// `onnxruntime` cargo feature and its shared library at run time.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
     Tract,
+    Onnxruntime,
+}
+
+impl Backend {
+    /// The name used in the config and in the `model_info` metric.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Tract => "tract",
+            Backend::Onnxruntime => "onnxruntime",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -169,6 +188,9 @@ pub struct ModelConfig {
     /// Pin the manifest itself: its sha256 (hex). Empty = trust the source.
     pub manifest_sha256: String,
     pub backend: Backend,
+    /// `libonnxruntime.so` for `backend = "onnxruntime"`. Unset: `ORT_DYLIB_PATH`, else the
+    /// dynamic loader's search path.
+    pub onnxruntime_library: Option<PathBuf>,
     /// Threads for one inference; 1 keeps a core free for capture and encoding on a Pi.
     pub threads: usize,
 }
@@ -350,6 +372,7 @@ impl Default for Config {
                 cache_dir: "/var/cache/edgewatch/model".into(),
                 manifest_sha256: String::new(),
                 backend: Backend::Tract,
+                onnxruntime_library: None,
                 threads: 1,
             },
             decision: DecisionConfig { threshold: None, k: 3, n: 5, cooldown: Duration::from_secs(10) },
@@ -643,6 +666,19 @@ impl Config {
         if self.model.threads == 0 || self.model.threads > 16 {
             p.push(format!("`model.threads` = {} is out of range (1..=16)", self.model.threads));
         }
+        if self.model.backend == Backend::Onnxruntime && !cfg!(feature = "onnxruntime") {
+            p.push(
+                "`model.backend` = \"onnxruntime\" is not available: this binary was built without the \
+                 `onnxruntime` cargo feature (use \"tract\", or a build with `--features onnxruntime`)"
+                    .into(),
+            );
+        }
+        if self.model.onnxruntime_library.as_ref().is_some_and(|l| l.as_os_str().is_empty()) {
+            p.push(
+                "`model.onnxruntime-library` is empty; remove it to use ORT_DYLIB_PATH or the loader's search path"
+                    .into(),
+            );
+        }
         let d = &self.decision;
         if let Some(t) = d.threshold {
             if !(0.0..=1.0).contains(&t) || t.is_nan() {
@@ -895,5 +931,27 @@ mod tests {
         assert!(all.contains("unknown key `source.fsp`"), "{all}");
         assert!(all.contains("unknown key `clip.pre-rol`"), "{all}");
         assert_eq!(e.0.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn the_backend_is_tract_unless_onnxruntime_is_chosen() {
+        assert_eq!(load("", &[]).unwrap().model.backend, Backend::Tract);
+        let toml = "[model]\nbackend = \"onnxruntime\"\nonnxruntime-library = \"/opt/ort/libonnxruntime.so\"\n";
+        let r = load(toml, &[("EDGEWATCH_MODEL__THREADS", "2")]);
+        if cfg!(feature = "onnxruntime") {
+            let c = r.unwrap();
+            assert_eq!(c.model.backend, Backend::Onnxruntime);
+            assert_eq!(c.model.onnxruntime_library.as_deref(), Some(Path::new("/opt/ort/libonnxruntime.so")));
+            assert_eq!(c.model.threads, 2);
+        } else {
+            let all = r.unwrap_err().to_string();
+            assert!(
+                all.contains("`model.backend` = \"onnxruntime\" is not available")
+                    && all.contains("--features onnxruntime"),
+                "{all}"
+            );
+        }
+        let all = load("[model]\nbackend = \"openvino\"\n", &[]).unwrap_err().to_string();
+        assert!(all.contains("`model.backend`") && all.contains("openvino"), "{all}");
     }
 }

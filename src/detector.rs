@@ -115,9 +115,8 @@ async fn pipeline(
             return Err(e.context(format!("loading the model from {}", cfg.model.source)));
         }
     };
-    let threads = cfg.model.threads;
-    let b2 = bundle.clone();
-    let engine = tokio::task::spawn_blocking(move || Engine::load(&b2, threads)).await??;
+    let (b2, model_cfg) = (bundle.clone(), cfg.model.clone());
+    let engine = tokio::task::spawn_blocking(move || Engine::load_with(&b2, &model_cfg)).await??;
     let m = &bundle.manifest;
     metrics
         .model_info
@@ -126,11 +125,11 @@ async fn pipeline(
             sha256: bundle.manifest_sha256.clone(),
             input_size: format!("{}x{}", m.input.width, m.input.height),
             window: m.temporal.window.to_string(),
-            backend: "tract".into(),
+            backend: engine.backend().name().into(),
         })
         .set(1);
     tracing::info!(name = %m.name, sha256 = %bundle.manifest_sha256, origin = %bundle.origin,
-        input = %format!("{}x{}", m.input.width, m.input.height), window = m.temporal.window, "model loaded");
+        input = %format!("{}x{}", m.input.width, m.input.height), window = m.temporal.window, backend = %engine.backend(), "model loaded");
     health.set_initialised();
 
     spool::prepare(&cfg.clip.spool_dir)

@@ -1,7 +1,13 @@
-//! Inference with tract: JPEG → normalised tensor → backbone feature → ring of T features → head score.
+//! Inference: JPEG → normalised tensor → backbone feature → ring of T features → head score.
 //!
 //! Streaming is the point: the backbone runs once per sampled frame and the head runs over the
 //! ring of the last T features, instead of re-running the backbone over the whole window.
+//!
+//! tract runs the graphs by default; onnxruntime (cargo feature `onnxruntime`, `model.backend`)
+//! is the alternative, behind the same [`Engine`].
+
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,6 +22,7 @@ use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
+use crate::config::{Backend, ModelConfig};
 use crate::model::{FileSpec, Manifest, ModelBundle, ModelError};
 
 /// An 8-bit RGB image.
@@ -32,6 +39,8 @@ pub enum InferError {
     Decode(String),
     #[error("inference failed: {0}")]
     Tract(String),
+    #[error("inference failed (onnxruntime): {0}")]
+    Onnxruntime(String),
 }
 
 /// Decodes a JPEG to RGB.
@@ -103,9 +112,21 @@ type Plan = Arc<TypedSimplePlan>;
 #[derive(Clone)]
 pub struct Engine {
     pub manifest: Manifest,
-    backbone: Plan,
-    head: Plan,
-    threads: usize,
+    graphs: Graphs,
+}
+
+#[derive(Clone)]
+enum Graphs {
+    Tract {
+        backbone: Plan,
+        head: Plan,
+        threads: usize,
+    },
+    #[cfg(feature = "onnxruntime")]
+    Onnxruntime {
+        backbone: onnxruntime::Graph,
+        head: onnxruntime::Graph,
+    },
 }
 
 fn load_plan(
@@ -149,35 +170,81 @@ fn load_plan(
     typed.into_runnable().map_err(|e| contract(e.to_string()))
 }
 
+/// The contract's shapes: backbone input and output, head input and output.
+fn contract_shapes(m: &Manifest) -> [Vec<usize>; 4] {
+    let (h, w) = (m.input.height as usize, m.input.width as usize);
+    let (t, f) = (m.temporal.window, m.temporal.feature_dim);
+    [vec![1, 3, h, w], vec![1, f], vec![1, t, f], vec![1, 1]]
+}
+
+fn with_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    if threads > 1 {
+        tract_linalg::multithread::multithread_tract_scope(tract_linalg::multithread::Executor::multithread(threads), f)
+    } else {
+        f()
+    }
+}
+
+fn run_plan(plan: &Plan, threads: usize, input: Tensor) -> Result<Vec<f32>, InferError> {
+    let out = with_threads(threads, || plan.run(tvec!(input.into()))).map_err(|e| InferError::Tract(e.to_string()))?;
+    let v = out[0].to_plain_array_view::<f32>().map_err(|e| InferError::Tract(e.to_string()))?;
+    Ok(v.iter().copied().collect())
+}
+
 impl Engine {
-    /// Loads both graphs and checks their shapes against the manifest and the contract.
+    /// Loads both graphs with tract and checks their shapes against the manifest and the contract.
     pub fn load(bundle: &ModelBundle, threads: usize) -> Result<Engine, ModelError> {
         let m = &bundle.manifest;
-        let (h, w) = (m.input.height as usize, m.input.width as usize);
-        let (t, f) = (m.temporal.window, m.temporal.feature_dim);
-        let backbone = load_plan(&bundle.backbone, &m.backbone, "backbone", &[1, 3, h, w], &[1, f])?;
-        let head = load_plan(&bundle.head, &m.head, "head", &[1, t, f], &[1, 1])?;
-        Ok(Engine { manifest: m.clone(), backbone, head, threads: threads.max(1) })
+        let [bb_in, bb_out, head_in, head_out] = contract_shapes(m);
+        let backbone = load_plan(&bundle.backbone, &m.backbone, "backbone", &bb_in, &bb_out)?;
+        let head = load_plan(&bundle.head, &m.head, "head", &head_in, &head_out)?;
+        Ok(Engine { manifest: m.clone(), graphs: Graphs::Tract { backbone, head, threads: threads.max(1) } })
     }
 
-    fn with_threads<R>(&self, f: impl FnOnce() -> R) -> R {
-        if self.threads > 1 {
-            tract_linalg::multithread::multithread_tract_scope(
-                tract_linalg::multithread::Executor::multithread(self.threads),
-                f,
-            )
-        } else {
-            f()
+    /// Loads both graphs with the backend and threads `model` chooses.
+    pub fn load_with(bundle: &ModelBundle, model: &ModelConfig) -> Result<Engine, ModelError> {
+        match model.backend {
+            Backend::Tract => Engine::load(bundle, model.threads),
+            #[cfg(feature = "onnxruntime")]
+            Backend::Onnxruntime => {
+                let m = &bundle.manifest;
+                let [bb_in, bb_out, head_in, head_out] = contract_shapes(m);
+                let (backbone, head) = onnxruntime::load_pair(
+                    model.onnxruntime_library.as_deref(),
+                    model.threads.max(1),
+                    (&bundle.backbone, &m.backbone, &bb_in, &bb_out),
+                    (&bundle.head, &m.head, &head_in, &head_out),
+                )?;
+                Ok(Engine { manifest: m.clone(), graphs: Graphs::Onnxruntime { backbone, head } })
+            }
+            // Config validation refuses this too; kept for callers that build a ModelConfig by hand.
+            #[cfg(not(feature = "onnxruntime"))]
+            Backend::Onnxruntime => Err(ModelError::BackendUnavailable(Backend::Onnxruntime.name())),
+        }
+    }
+
+    /// Which engine runs the graphs.
+    pub fn backend(&self) -> Backend {
+        match self.graphs {
+            Graphs::Tract { .. } => Backend::Tract,
+            #[cfg(feature = "onnxruntime")]
+            Graphs::Onnxruntime { .. } => Backend::Onnxruntime,
         }
     }
 
     /// One backbone run: [1,3,H,W] → feature of length F.
     pub fn feature(&self, input: Tensor) -> Result<Vec<f32>, InferError> {
-        let out = self
-            .with_threads(|| self.backbone.run(tvec!(input.into())))
-            .map_err(|e| InferError::Tract(e.to_string()))?;
-        let v = out[0].to_plain_array_view::<f32>().map_err(|e| InferError::Tract(e.to_string()))?;
-        Ok(v.iter().copied().collect())
+        match &self.graphs {
+            Graphs::Tract { backbone, threads, .. } => run_plan(backbone, *threads, input),
+            #[cfg(feature = "onnxruntime")]
+            Graphs::Onnxruntime { backbone, .. } => {
+                let data = input
+                    .try_as_plain_ram()
+                    .and_then(|v| v.as_slice::<f32>())
+                    .map_err(|e| InferError::Onnxruntime(e.to_string()))?;
+                Ok(backbone.run(input.shape(), data)?.1)
+            }
+        }
     }
 
     /// One head run over T features (oldest first) → score.
@@ -190,11 +257,15 @@ impl Engine {
         for feat in window {
             flat.extend_from_slice(feat);
         }
-        let input = Tensor::from_shape(&[1, t, f], &flat).map_err(|e| InferError::Tract(e.to_string()))?;
-        let out =
-            self.with_threads(|| self.head.run(tvec!(input.into()))).map_err(|e| InferError::Tract(e.to_string()))?;
-        let v = out[0].to_plain_array_view::<f32>().map_err(|e| InferError::Tract(e.to_string()))?;
-        v.iter().next().copied().ok_or_else(|| InferError::Tract("empty head output".into()))
+        let v = match &self.graphs {
+            Graphs::Tract { head, threads, .. } => {
+                let input = Tensor::from_shape(&[1, t, f], &flat).map_err(|e| InferError::Tract(e.to_string()))?;
+                run_plan(head, *threads, input)?
+            }
+            #[cfg(feature = "onnxruntime")]
+            Graphs::Onnxruntime { head, .. } => head.run(&[1, t, f], &flat)?.1,
+        };
+        v.first().copied().ok_or_else(|| InferError::Tract("empty head output".into()))
     }
 }
 

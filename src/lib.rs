@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`config`]: the typed, strict, layered configuration shared by every role.
 //! - [`source`]: frame sources (V4L2 camera, MJPEG-in-AVI file).
-//! - [`model`] and [`infer`]: the two-file model contract and streaming inference with tract.
+//! - [`model`] and [`infer`]: the two-file model contract and streaming inference with tract (or onnxruntime, cargo feature `onnxruntime`).
 //! - [`clip`]: the K-of-N decision, the pre-roll ring, clip cutting and H.264/MP4 encoding.
 //! - [`spool`]: the on-disk protocol between the detector and the watchdog.
 //! - [`archive`] and [`s3`]: the durable upload queue to S3 or a directory.

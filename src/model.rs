@@ -82,6 +82,10 @@ pub enum ModelError {
     Io { path: String, source: std::io::Error },
     #[error("model {what} does not fit the contract: {msg}")]
     Contract { what: String, msg: String },
+    #[error("cannot load the onnxruntime library at {path}: {msg}")]
+    Runtime { path: String, msg: String },
+    #[error("inference backend `{0}` is not built into this binary (cargo feature `{0}`)")]
+    BackendUnavailable(&'static str),
     #[error(
         "fetching the model from s3://{bucket}/{key} failed ({source}) and no verified cached copy exists in {cache}"
     )]

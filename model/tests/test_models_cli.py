@@ -12,7 +12,7 @@ from edgewatch_model.contract import Contract, fused_runner, sample_inputs, veri
 
 MODEL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(MODEL_DIR)
-TRAINED = TEST_MODEL  # the shipped, trained demo model
+TRAINED = os.path.join(MODEL_DIR, "demo")  # the shipped, trained demo model
 TEST_MODEL = os.path.join(MODEL_DIR, "test-brightness")  # seeded weights, known response
 DEMO_VIDEO = os.path.join(REPO, "demo", "demo.avi")
 
@@ -34,7 +34,6 @@ def test_bundled_test_model_fits_the_contract():
     assert verify_equivalence(c, fused_runner(fused), sample_inputs(c.m), log=quiet) <= 1e-4
 
 
-@pytest.mark.skipif(not os.path.isdir(TRAINED), reason="no trained demo model")
 def test_trained_demo_model():
     c = Contract(TRAINED, strict_ops=True)
     assert (c.m.width, c.m.height, c.m.window, c.m.sample_fps) == (112, 112, 16, 5.0)
@@ -44,7 +43,6 @@ def test_trained_demo_model():
     assert verify_equivalence(c, fused_runner(fused), sample_inputs(c.m), log=quiet) <= 1e-4
 
 
-@pytest.mark.skipif(not (os.path.isdir(TRAINED) and os.path.exists(DEMO_VIDEO)), reason="no trained demo model")
 def test_trained_demo_model_on_the_demo_video():
     """Windows inside the burst (9-15 s) score above the threshold; windows that end
     before it, or start a second after it (once the figures have separated), below."""

@@ -114,18 +114,8 @@ fn the_shipped_demo_model_scores_the_burst_above_and_the_calm_below_its_threshol
     let m = b.manifest.clone();
     let threshold = m.decision.threshold;
     let span = (m.temporal.window - 1) as f64 / m.temporal.sample_fps;
-    let mut pre = Preprocessor::new(&m);
-    let mut streamer = Streamer::new(Engine::load(&b, 1).unwrap());
-    let mut sampler = Sampler::new(m.temporal.sample_fps);
-    let mut src = FileSource::open(&repo().join("demo/demo.avi"), false, false).unwrap();
     let (mut burst, mut calm, mut all) = (Vec::new(), Vec::new(), Vec::new());
-    while let Some(frame) = src.next_frame().unwrap() {
-        if !sampler.take(frame.pts) {
-            continue;
-        }
-        let (score, _) = streamer.push(pre.tensor(&frame.jpeg).unwrap()).unwrap();
-        let Some(score) = score else { continue };
-        let end = frame.pts.as_secs_f64();
+    for (end, score) in demo_window_scores(Engine::load(&b, 1).unwrap()) {
         let start = end - span;
         all.push(format!("{end:.1}:{score:.3}"));
         if start >= 9.0 - 1e-6 && end < 15.0 {
@@ -138,4 +128,154 @@ fn the_shipped_demo_model_scores_the_burst_above_and_the_calm_below_its_threshol
     assert_eq!((burst.len(), calm.len()), (15, 55), "{all}");
     assert!(burst.iter().all(|s| *s >= threshold), "burst windows under {threshold}: {all}");
     assert!(calm.iter().all(|s| *s < threshold), "calm windows at or over {threshold}: {all}");
+}
+
+/// Every window of demo/demo.avi as (end time in s, score), through the detector's own decode,
+/// sampling, preprocessing and streaming.
+fn demo_window_scores(engine: Engine) -> Vec<(f64, f32)> {
+    let m = engine.manifest.clone();
+    let mut pre = Preprocessor::new(&m);
+    let mut streamer = Streamer::new(engine);
+    let mut sampler = Sampler::new(m.temporal.sample_fps);
+    let mut src = FileSource::open(&repo().join("demo/demo.avi"), false, false).unwrap();
+    let mut out = Vec::new();
+    while let Some(frame) = src.next_frame().unwrap() {
+        if !sampler.take(frame.pts) {
+            continue;
+        }
+        if let (Some(score), _) = streamer.push(pre.tensor(&frame.jpeg).unwrap()).unwrap() {
+            out.push((frame.pts.as_secs_f64(), score));
+        }
+    }
+    out
+}
+
+/// The onnxruntime library of the model tooling's venv (the PyPI wheel model/run-tests.sh
+/// installs), or `ORT_DYLIB_PATH`.
+#[cfg(feature = "onnxruntime")]
+fn onnxruntime_library() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    // The two venvs model/run-tests.sh may use.
+    for venv in [Path::new("/opt/edgewatch-model-venv").to_path_buf(), repo().join("model/.venv")] {
+        let Ok(lib) = std::fs::read_dir(venv.join("lib")) else { continue };
+        for py in lib.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("python3")) {
+            let Ok(capi) = std::fs::read_dir(py.path().join("site-packages/onnxruntime/capi")) else { continue };
+            if let Some(f) = capi.flatten().find(|f| f.file_name().to_string_lossy().starts_with("libonnxruntime.so")) {
+                return f.path();
+            }
+        }
+    }
+    panic!(
+        "no libonnxruntime.so in /opt/edgewatch-model-venv or model/.venv: run model/run-tests.sh first \
+         (it installs the onnxruntime wheel), or set ORT_DYLIB_PATH"
+    );
+}
+
+#[cfg(feature = "onnxruntime")]
+fn onnxruntime_config(library: &Path) -> edgewatch::config::ModelConfig {
+    edgewatch::config::ModelConfig {
+        backend: edgewatch::config::Backend::Onnxruntime,
+        onnxruntime_library: Some(library.to_path_buf()),
+        threads: 1,
+        ..edgewatch::config::Config::default().model
+    }
+}
+
+/// onnxruntime and tract give the same score, within 1e-4, for every window of the demo video
+/// streamed as the detector streams it.
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn onnxruntime_and_tract_score_every_demo_window_alike() {
+    let b = ModelBundle::from_dir(&demo_model(), "").unwrap();
+    let tract = demo_window_scores(Engine::load(&b, 1).unwrap());
+    let library = onnxruntime_library();
+    let engine = Engine::load_with(&b, &onnxruntime_config(&library)).unwrap();
+    assert_eq!(engine.backend(), edgewatch::config::Backend::Onnxruntime);
+    let ort = demo_window_scores(engine);
+    assert_eq!(tract.len(), ort.len());
+    assert!(tract.len() >= 70, "only {} windows", tract.len());
+    let mut max = 0f32;
+    let mut off = Vec::new();
+    for ((end, a), (end_ort, o)) in tract.iter().zip(&ort) {
+        assert_eq!(end, end_ort);
+        let d = (a - o).abs();
+        max = max.max(d);
+        if d >= 1e-4 {
+            off.push(format!("{end:.1} s: tract {a:.6}, onnxruntime {o:.6}"));
+        }
+    }
+    println!("tract vs onnxruntime ({}): {} windows, max |score difference| {max:.3e}", library.display(), tract.len());
+    assert!(off.is_empty(), "windows differing by 1e-4 or more:\n{}", off.join("\n"));
+}
+
+/// The contract checks apply to onnxruntime too, with the same messages.
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn onnxruntime_refuses_mismatched_models() {
+    let cfg = onnxruntime_config(&onnxruntime_library());
+    let load_err = |dir: &Path| match ModelBundle::from_dir(dir, "").and_then(|b| Engine::load_with(&b, &cfg)) {
+        Ok(_) => panic!("model in {} was accepted", dir.display()),
+        Err(e) => e.to_string(),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+
+    let d = tmp.path().join("feature-dim");
+    copy_model(&d);
+    edit_manifest(&d, "feature-dim = 1281", "feature-dim = 1280");
+    let e = load_err(&d);
+    assert!(e.contains("backbone (backbone.onnx) does not fit the contract: output shape is [1, 1281]"), "{e}");
+
+    let d = tmp.path().join("name");
+    copy_model(&d);
+    edit_manifest(&d, "input = \"image\"", "input = \"pixels\"");
+    let e = load_err(&d);
+    assert!(e.contains("input is named `image`, the manifest says `pixels`"), "{e}");
+
+    let d = tmp.path().join("output-name");
+    copy_model(&d);
+    edit_manifest(&d, "output = \"score\"", "output = \"prob\"");
+    let e = load_err(&d);
+    assert!(e.contains("head (head.onnx)") && e.contains("output is named `score`, the manifest says `prob`"), "{e}");
+
+    let d = tmp.path().join("size");
+    copy_model(&d);
+    edit_manifest(&d, "width = 112", "width = 96");
+    let e = load_err(&d);
+    assert!(e.contains("backbone (backbone.onnx)") && e.contains("input shape is"), "{e}");
+
+    let d = tmp.path().join("garbage");
+    copy_model(&d);
+    std::fs::write(d.join("head.onnx"), b"this is not a protobuf").unwrap();
+    let b = ModelBundle::from_dir(&test_model(), "").unwrap();
+    edit_manifest(&d, &b.manifest.head.sha256, &sha256_hex(b"this is not a protobuf"));
+    let e = load_err(&d);
+    assert!(e.contains("head (head.onnx)") && e.contains("not a loadable ONNX graph"), "{e}");
+}
+
+/// A wrong `model.onnxruntime-library` is refused with the path and the reason, at model load.
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn a_bad_onnxruntime_library_path_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("nowhere/libonnxruntime.so");
+    let b = ModelBundle::from_dir(&test_model(), "").unwrap();
+    let e = Engine::load_with(&b, &onnxruntime_config(&bad)).err().expect("a missing library was accepted").to_string();
+    // Another test may have loaded the real library into this process first; both say why.
+    let prefix = format!("cannot load the onnxruntime library at {}: ", bad.display());
+    assert!(e.starts_with(&prefix), "{e}");
+
+    // In a fresh process (the detector, via `edgewatch demo`) the loader's own reason is shown.
+    let out = std::process::Command::new(crate::common::bin())
+        .args(["demo", "--out"])
+        .arg(tmp.path().join("demo"))
+        .env("EDGEWATCH_MODEL__BACKEND", "onnxruntime")
+        .env("EDGEWATCH_MODEL__ONNXRUNTIME_LIBRARY", &bad)
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&prefix) && stderr.contains("No such file or directory"), "{stderr}");
 }
