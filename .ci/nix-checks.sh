@@ -34,11 +34,12 @@ install_tools() {
   export PATH="$HOME/.cargo/bin:$PATH"
   if [ "$(deadnix --version 2>/dev/null)" != "deadnix $DEADNIX_VERSION" ]; then
     log "cargo install deadnix $DEADNIX_VERSION (first time: a few minutes)"
-    cargo install --quiet --locked "deadnix@$DEADNIX_VERSION"
+    # Its own temporary target dir: the shared one may be locked by the background aarch64 build.
+    env -u CARGO_TARGET_DIR cargo install --quiet --locked "deadnix@$DEADNIX_VERSION"
   fi
   if [ "$(nixpkgs-fmt --version 2>/dev/null)" != "nixpkgs-fmt $NIXPKGS_FMT_VERSION" ]; then
     log "cargo install nixpkgs-fmt $NIXPKGS_FMT_VERSION (first time: a few minutes)"
-    cargo install --quiet --locked "nixpkgs-fmt@$NIXPKGS_FMT_VERSION"
+    env -u CARGO_TARGET_DIR cargo install --quiet --locked "nixpkgs-fmt@$NIXPKGS_FMT_VERSION"
   fi
 
   # Separate virtualenvs: checkov pins many libraries.
