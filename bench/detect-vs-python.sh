@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Issue 4's side-by-side: `edgewatch detect` against the two Python references of
+# bench/python_reference.py on the same video, the same weights and one inference thread each:
+#   (a) the published deployment: the fused model over a sliding window recomputed every step;
+#   (b) the best Python streaming pipeline: backbone per frame, head over a ring (onnxruntime).
+# Prints decoded frames per CPU-second and peak RSS of each, and the ratios.
+#
+# edgewatch runs its file source as fast as it goes without skipping inference (a non-realtime
+# source waits for inference), with the decision threshold at 1 so that no clip is encoded (the
+# references encode nothing either). Its CPU time is the whole process's, start-up and model
+# load included; the references count their decode+inference loop only, so the comparison
+# leans against edgewatch. edgewatch decodes only the sampled frames (it keeps the camera's JPEGs
+# for clips), the references decode every frame as an OpenCV camera loop does: that difference is
+# part of the design being measured.
+# edgewatch runs twice: with tract (the default, what the Pi runs) and with the onnxruntime backend
+# (the same library as the references, from the model venv's PyPI wheel).
+# Usage: bench/detect-vs-python.sh [LOOPS (default 5: the 24 s demo video 5 times, 1800 frames)]
+# Needs model/run-tests.sh's venv (onnxruntime, OpenCV).
+source "$(dirname "$0")/lib.sh"
+LOOPS=${1:-5}
+PY=${EW_MODEL_PYTHON:-/opt/edgewatch-model-venv/bin/python}
+[ -x "$PY" ] || { echo "no $PY: run model/run-tests.sh once (it makes the venv)" >&2; exit 1; }
+[ -n "${EW_BIN:-}" ] || (cd "$ROOT" && cargo build --release --locked --quiet --features onnxruntime)
+ORT_LIB=$(ls "$(dirname "$PY")"/../lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1 || true)
+VID="$WORK/demo-x$LOOPS.avi"
+[ -f "$VID" ] || ffmpeg -hide_banner -loglevel error -y -stream_loop $((LOOPS - 1)) -i "$ROOT/demo/demo.avi" -c copy "$VID"
+RUN=$(mktemp -d "$WORK/vs-python.XXXX")
+# A non-looping fast file source delivers every frame of the file.
+frames=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$VID")
+# detect BACKEND: runs edgewatch to the end of the file; writes $RUN/BACKEND.time ("user sys maxrss_kb").
+detect() {
+  local conf="$RUN/$1.toml"
+  config "$conf" "$VID" fast false "$(free_port)" "$RUN/spool-$1"
+  # model.threads defaults to 1. Threshold 1: no events, so no clips are encoded.
+  printf '[decision]\nthreshold = 1.0\n' >> "$conf"
+  if [ "$1" = onnxruntime ]; then
+    sed -i "s|^\[model\]|[model]\nbackend = \"onnxruntime\"\nonnxruntime-library = \"$ORT_LIB\"|" "$conf"
+  fi
+  /usr/bin/time -f "%U %S %M" -o "$RUN/$1.time" "$BIN" --config "$conf" detect > "$RUN/$1.log" 2>&1
+}
+detect tract
+ort_ok=1
+EDGEWATCH_MODEL__BACKEND=onnxruntime "$BIN" check-config "$RUN/tract.toml" > /dev/null 2>&1 || ort_ok=0
+if [ $ort_ok = 1 ]; then detect onnxruntime; fi
+"$PY" "$ROOT/bench/python_reference.py" "$VID" "$ROOT/model/demo" --mode fused --json > "$RUN/a.json"
+"$PY" "$ROOT/bench/python_reference.py" "$VID" "$ROOT/model/demo" --mode stream --json > "$RUN/b.json"
+"$PY" - "$RUN" "$frames" <<'PY'
+import json, os, sys
+run, frames = sys.argv[1], int(sys.argv[2])
+a = json.loads(open(f"{run}/a.json").read().strip().splitlines()[-1])
+b = json.loads(open(f"{run}/b.json").read().strip().splitlines()[-1])
+print(f"detect vs Python references: {a['video']} ({frames} frames), model/demo, one inference thread each, one run")
+rows = []
+for backend in ("tract", "onnxruntime"):
+    p = f"{run}/{backend}.time"
+    if not os.path.exists(p):
+        print(f"  edgewatch detect ({backend}): not run (binary built without the onnxruntime feature)")
+        continue
+    user, sys_, maxkb = open(p).read().split()
+    cpu = float(user) + float(sys_)
+    e = {"fps": frames / cpu, "rss": int(maxkb) / 1024}
+    rows.append((backend, e))
+    print(f"  edgewatch detect ({backend + '):':<13} {e['fps']:7.1f} frames/CPU-s  ({cpu:.1f} CPU-s, whole process)  peak RSS {e['rss']:6.1f} MB")
+print(f"  (a) Python fused sliding window:   {a['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {a['peak_rss_mb']:6.1f} MB")
+print(f"  (b) Python streaming onnxruntime:  {b['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {b['peak_rss_mb']:6.1f} MB")
+for backend, e in rows:
+    print(f"  {backend}: edgewatch/(a) {e['fps'] / a['frames_per_cpu_s']:.2f}x (target >= 5x), "
+          f"edgewatch/(b) {e['fps'] / b['frames_per_cpu_s']:.2f}x (target >= 1x) frames per CPU-second; "
+          f"RSS edgewatch/(b) {e['rss'] / b['peak_rss_mb']:.2f} (target <= 0.5)")
+PY
