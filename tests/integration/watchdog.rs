@@ -336,14 +336,16 @@ async fn a_connection_dropped_mid_transfer_is_retried_and_delivered_once() {
     assert_eq!(server.messages().len(), 1);
     let addr = running.http_addr;
     let body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").1).await.unwrap();
-    let errors: f64 = body
-        .lines()
-        .filter(|l| l.starts_with("edgewatch_smtp_errors_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    // The drop and the 451 each cost a failed attempt or a reconnect; neither gives up on the
-    // recipient, and the message arrives once.
-    assert!(errors >= 1.0, "{body}");
+    let errors = |class: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("edgewatch_smtp_errors_total{{class=\"{class}\"}} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    // The dropped connection is a network error and the 451 a transient one; neither gives up on
+    // the recipient, and the message arrives once.
+    assert!(errors("network") >= 1.0 && errors("transient") >= 1.0, "{body}");
+    assert_eq!(errors("permanent"), 0.0, "{body}");
     assert!(body.contains("edgewatch_alerts_failed_total 0"), "{body}");
     shutdown.cancel();
 }
