@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
-use edgewatch::infer::{Engine, Preprocessor, Streamer};
+use edgewatch::infer::{decode_rgb, Engine, Preprocessor, Streamer};
 use edgewatch::model::ModelBundle;
 use edgewatch::source::AviReader;
 
@@ -33,6 +33,17 @@ fn main() {
     let t0 = Instant::now();
     let tensors: Vec<_> = jpegs.iter().cycle().step_by(3).take(frames + t).map(|j| pre.tensor(j).unwrap()).collect();
     let prep = t0.elapsed() / tensors.len() as u32;
+    // The two halves of preprocessing: JPEG decode (zune-jpeg, SIMD) and resize + normalise
+    // (fast_image_resize, SIMD).
+    let sample: Vec<_> = jpegs.iter().cycle().step_by(3).take(frames).collect();
+    let t0 = Instant::now();
+    let rgbs: Vec<_> = sample.iter().map(|j| decode_rgb(j).unwrap()).collect();
+    let decode = t0.elapsed() / frames as u32;
+    let t0 = Instant::now();
+    for rgb in rgbs {
+        pre.tensor_from_rgb(rgb).unwrap();
+    }
+    let resize = t0.elapsed() / frames as u32;
 
     // Warm up both paths.
     let mut streamer = Streamer::new(engine.clone());
@@ -70,6 +81,7 @@ fn main() {
         engine.manifest.input.width, engine.manifest.input.height
     );
     println!("  preprocess (JPEG 640x480 decode + resize + normalise): {:8.3} ms/frame", ms(prep));
+    println!("    of which JPEG decode {:.3} ms, resize + normalise {:.3} ms", ms(decode), ms(resize));
     println!(
         "  streaming  (1 backbone + 1 head per frame):           {:8.3} ms/frame  ({frames} frames)",
         ms(streaming)
@@ -80,8 +92,36 @@ fn main() {
     );
     println!("  ratio windowed/streaming: {:.1}x (target >= 10x)", windowed.as_secs_f64() / streaming.as_secs_f64());
 
+    // model.threads: latency against CPU per frame, streaming, 1 vs 2 threads.
+    let per_thread: Vec<(usize, Duration, f64)> = [1usize, 2]
+        .into_iter()
+        .map(|n| {
+            let mut s = Streamer::new(Engine::load(&bundle, n).unwrap());
+            for x in tensors.iter().take(t) {
+                s.push(x.clone()).unwrap();
+            }
+            let (c0, t0) = (cpu_seconds(), Instant::now());
+            for x in &tensors[t..t + frames] {
+                s.push(x.clone()).unwrap();
+            }
+            (n, t0.elapsed() / frames as u32, (cpu_seconds() - c0) / frames as f64)
+        })
+        .collect();
+    for (n, wall, cpu) in &per_thread {
+        println!("  streaming, model.threads = {n}: {:8.3} ms/frame wall, {:8.3} CPU-ms/frame", ms(*wall), cpu * 1e3);
+    }
+
     #[cfg(feature = "onnxruntime")]
     backbone_tract_vs_onnxruntime(&bundle, &engine, &tensors[t..t + frames]);
+}
+
+/// User + system CPU seconds of this process so far (/proc: clock ticks, 10 ms resolution).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }
 
 /// The backbone alone (the per-frame cost), tract against onnxruntime on the same frames.
