@@ -320,3 +320,42 @@ fn walk(root: &Path) -> Vec<String> {
     }
     out
 }
+
+/// A camera that is missing (unplugged, or not yet enumerated at boot) is retried with capped
+/// backoff and counted, and never ends the process. No V4L2 device exists on the CI machine, so
+/// this covers the error path; capturing from a real camera is left to the Pi.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_camera_is_retried_counted_and_never_fatal() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), Path::new("/unused.avi"));
+    cfg.source.kind = edgewatch::config::SourceKind::V4l2;
+    cfg.source.device = dir.path().join("video0");
+    cfg.source.reconnect_min = Duration::from_millis(50);
+    cfg.source.reconnect_max = Duration::from_millis(200);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::detector::start(cfg, shutdown.clone()).await.unwrap();
+    let addr = running.http_addr;
+    let body = tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "several reconnect attempts", || {
+            let body = http_get(addr, "/metrics").1;
+            let v = |name: &str| -> f64 {
+                body.lines()
+                    .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            (v("edgewatch_camera_reconnects_total") >= 5.0 && v("edgewatch_camera_outage_seconds_total") > 0.5)
+                .then_some(body)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(body.contains("edgewatch_camera_up 0"), "{body}");
+    let (health, ready) =
+        tokio::task::spawn_blocking(move || (http_get(addr, "/healthz").0, http_get(addr, "/readyz").0)).await.unwrap();
+    assert_eq!(health, 200, "alive while the camera is missing");
+    assert_ne!(ready, 200, "not ready without frames");
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}
