@@ -3,14 +3,15 @@
 # metrics to the monitoring host, side by side in one run, measured on
 # loopback through a counting TCP proxy (bench/count-proxy.py):
 #   (a) plain: a central Prometheus scrapes node exporter (default
-#       collectors) and the detector every 15 s;
+#       collectors), the detector and the watchdog every 15 s;
 #   (b) published: the same, plus sample_limit: 2000 and a
 #       metric_relabel_configs keep rule (our keep-lists) on each job;
 #   (c) ours: on the node, a Prometheus agent scrapes node exporter filtered
-#       at the source and the detector with the keep-lists, and
+#       at the source, the detector and the watchdog with the keep-lists, and
 #       remote-writes without metadata to the central receiver
 #       (nix/lib/monitoring, as rendered for the nodes).
-# One detector and one Pi 4 sysfs fixture serve all three. All three scrape
+# One detector, one watchdog (delivering the detector's clips to an outbox)
+# and one Pi 4 sysfs fixture serve all three. All three scrape
 # every 15 s. Prints bytes/min for each, the ratios, and the series each
 # central stores. Needs what .ci/observability-checks.sh installs.
 #   bench/metrics-bandwidth.sh [SECONDS]     (default 300 measured, after 90 s warm-up)
@@ -46,9 +47,9 @@ nixjson() { nix-instantiate --eval --strict --json -E "let mon = (import $ROOT/n
 nixlines() { nixjson "$1" | python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)))'; }
 wait_http() { local _; for _ in $(seq 1 120); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.5; done; echo "no answer from $1" >&2; return 1; }
 
-P_NE_DEFAULT=$(port) P_NE_OURS=$(port) P_DET=$(port) P_AGENT=$(port)
+P_NE_DEFAULT=$(port) P_NE_OURS=$(port) P_DET=$(port) P_WD=$(port) P_AGENT=$(port)
 P_A=$(port) P_B=$(port) P_C=$(port)
-PX_A_NE=$(port) PX_A_DET=$(port) PX_B_NE=$(port) PX_B_DET=$(port) PX_C_RW=$(port)
+PX_A_NE=$(port) PX_A_DET=$(port) PX_A_WD=$(port) PX_B_NE=$(port) PX_B_DET=$(port) PX_B_WD=$(port) PX_C_RW=$(port)
 
 # Node side: a Pi 4 sysfs fixture, the throttling flags, two node exporters
 # (default collectors for a and b, ours for c), one detector.
@@ -78,11 +79,15 @@ spool-dir = "$work/spool"
 min-free-space = "1 MB"
 TOML
 bg "$BIN" --config "$work/detector.toml" detect
+# The watchdog as in the pod: the detector's config, its own port, an outbox instead of SMTP.
+sed -e "s|^listen = .*|listen = \"127.0.0.1:$P_WD\"|" "$work/detector.toml" >"$work/watchdog.toml"
+printf '[smtp]\noutbox-dir = "%s"\n' "$work/outbox" >>"$work/watchdog.toml"
+bg "$BIN" --config "$work/watchdog.toml" watch
 
 # The counting proxies: a and b scrape through them, c remote-writes through one.
 bg python3 "$ROOT/bench/count-proxy.py" --stats "$work/bytes.json" \
-  "a-node-exporter=$PX_A_NE:$P_NE_DEFAULT" "a-detector=$PX_A_DET:$P_DET" \
-  "b-node-exporter=$PX_B_NE:$P_NE_DEFAULT" "b-detector=$PX_B_DET:$P_DET" \
+  "a-node-exporter=$PX_A_NE:$P_NE_DEFAULT" "a-detector=$PX_A_DET:$P_DET" "a-watchdog=$PX_A_WD:$P_WD" \
+  "b-node-exporter=$PX_B_NE:$P_NE_DEFAULT" "b-detector=$PX_B_DET:$P_DET" "b-watchdog=$PX_B_WD:$P_WD" \
   "c-remote-write=$PX_C_RW:$P_C"
 
 # (a) plain central scrape.
@@ -93,20 +98,22 @@ scrape_configs:
     static_configs: [{targets: ["127.0.0.1:$PX_A_NE"], labels: {node: bench-node}}]
   - job_name: edgewatch-detector
     static_configs: [{targets: ["127.0.0.1:$PX_A_DET"], labels: {node: bench-node, camera: cam0}}]
+  - job_name: edgewatch-watchdog
+    static_configs: [{targets: ["127.0.0.1:$PX_A_WD"], labels: {node: bench-node, camera: cam0}}]
 YAML
 # (b) the published config: our central scrape mode (keep-lists +
 # sample_limit 2000), through the proxies, without the central's own jobs.
 nixjson "let c = mon.central.render { node = \"bench-monitor\"; mode = \"scrape\"; scrapeInterval = \"$INTERVAL\";
     hosts = [ { name = \"bench-node\"; address = \"127.0.0.1\"; camera = \"cam0\"; } ];
-    ports = { nodeExporter = $PX_B_NE; detector = $PX_B_DET; watchdog = $PX_B_DET; }; };
+    ports = { nodeExporter = $PX_B_NE; detector = $PX_B_DET; watchdog = $PX_B_WD; }; };
   in c // { scrape_configs = map (j: j // { static_configs = builtins.filter (s: s.labels.node == \"bench-node\") j.static_configs; })
-      (builtins.filter (j: j.job_name == \"node\" || j.job_name == \"edgewatch-detector\") c.scrape_configs); }" >"$work/b.yml"
-# (c) ours: the agent as rendered for a camera node (no cAdvisor, no
-# watchdog here), and a central with the remote-write receiver.
+      (builtins.filter (j: builtins.elem j.job_name [ \"node\" \"edgewatch-detector\" \"edgewatch-watchdog\" ]) c.scrape_configs); }" >"$work/b.yml"
+# (c) ours: the agent as rendered for a camera node (no cAdvisor here: no
+# kubelet), and a central with the remote-write receiver.
 nixjson "let r = mon.agent.render { node = \"bench-node\"; camera = \"cam0\"; scrapeInterval = \"$INTERVAL\";
     remoteWriteUrl = \"http://127.0.0.1:$PX_C_RW/api/v1/write\";
-    nodeExporter = \"127.0.0.1:$P_NE_OURS\"; detector = \"127.0.0.1:$P_DET\"; self = \"127.0.0.1:$P_AGENT\"; };
-  in r // { scrape_configs = builtins.filter (j: j.job_name != \"edgewatch-watchdog\") r.scrape_configs; }" >"$work/agent.yml"
+    nodeExporter = \"127.0.0.1:$P_NE_OURS\"; detector = \"127.0.0.1:$P_DET\"; watchdog = \"127.0.0.1:$P_WD\"; self = \"127.0.0.1:$P_AGENT\"; };
+  in r" >"$work/agent.yml"
 echo 'global: {scrape_interval: 15s}' >"$work/c.yml"
 for f in a b c; do promtool check config "$work/$f.yml" >/dev/null; done
 promtool check config --agent "$work/agent.yml" >/dev/null
@@ -141,13 +148,13 @@ series = {k: json.loads(v) for k, v in zip("abc", sys.argv[5:8])}
 per_min = {n: (b1[n]["up"] + b1[n]["down"] - b0[n]["up"] - b0[n]["down"]) * 60 / secs for n in b1}
 def part(n):
     return per_min[n], (b1[n]["up"] - b0[n]["up"]) * 60 / secs, (b1[n]["down"] - b0[n]["down"]) * 60 / secs
-a = per_min["a-node-exporter"] + per_min["a-detector"]
-b = per_min["b-node-exporter"] + per_min["b-detector"]
+a = per_min["a-node-exporter"] + per_min["a-detector"] + per_min["a-watchdog"]
+b = per_min["b-node-exporter"] + per_min["b-detector"] + per_min["b-watchdog"]
 c = per_min["c-remote-write"]
 print(f"metrics bandwidth per node, {interval} scrape interval, {secs:.0f} s measured, TCP payload both directions (HTTP headers + bodies):")
-print(f"  (a) plain central scrape:              {a:9.0f} B/min  (node exporter {per_min['a-node-exporter']:.0f}, detector {per_min['a-detector']:.0f}; "
+print(f"  (a) plain central scrape:              {a:9.0f} B/min  (node exporter {per_min['a-node-exporter']:.0f}, detector {per_min['a-detector']:.0f}, watchdog {per_min['a-watchdog']:.0f}; "
       f"{sum(series['a'].values())} series stored)")
-print(f"  (b) published (sample_limit + keep):   {b:9.0f} B/min  (node exporter {per_min['b-node-exporter']:.0f}, detector {per_min['b-detector']:.0f}; "
+print(f"  (b) published (sample_limit + keep):   {b:9.0f} B/min  (node exporter {per_min['b-node-exporter']:.0f}, detector {per_min['b-detector']:.0f}, watchdog {per_min['b-watchdog']:.0f}; "
       f"{sum(series['b'].values())} series stored)")
 tot, up, down = part("c-remote-write")
 print(f"  (c) ours (agent + remote write):       {c:9.0f} B/min  (requests {up:.0f}, responses {down:.0f}; "
