@@ -217,6 +217,19 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// The value of the sample `name` (with its labels, if any) in a /metrics body; 0 when absent.
+pub fn sample(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// One sample scraped from a running role's /metrics.
+pub fn metric(addr: SocketAddr, name: &str) -> f64 {
+    sample(&http_get(addr, "/metrics").1, name)
+}
+
 /// The same for binary bodies, with the Host header given as it appears in a URL.
 pub fn http_get_bytes(host: &str, path: &str) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(host).unwrap();

@@ -339,12 +339,7 @@ async fn a_missing_camera_is_retried_counted_and_never_fatal() {
     let body = tokio::task::spawn_blocking(move || {
         wait_until(Duration::from_secs(30), "several reconnect attempts", || {
             let body = http_get(addr, "/metrics").1;
-            let v = |name: &str| -> f64 {
-                body.lines()
-                    .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-                    .and_then(|x| x.parse().ok())
-                    .unwrap_or(0.0)
-            };
+            let v = |name: &str| sample(&body, name);
             (v("edgewatch_camera_reconnects_total") >= 5.0 && v("edgewatch_camera_outage_seconds_total") > 0.5)
                 .then_some(body)
         })

@@ -150,28 +150,11 @@ fn demo_window_scores(engine: Engine) -> Vec<(f64, f32)> {
     out
 }
 
-/// The onnxruntime library of the model tooling's venv (the PyPI wheel model/run-tests.sh
-/// installs), or `ORT_DYLIB_PATH`.
 #[cfg(feature = "onnxruntime")]
-fn onnxruntime_library() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        return p.into();
-    }
-    // The two venvs model/run-tests.sh may use.
-    for venv in [Path::new("/opt/edgewatch-model-venv").to_path_buf(), repo().join("model/.venv")] {
-        let Ok(lib) = std::fs::read_dir(venv.join("lib")) else { continue };
-        for py in lib.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("python3")) {
-            let Ok(capi) = std::fs::read_dir(py.path().join("site-packages/onnxruntime/capi")) else { continue };
-            if let Some(f) = capi.flatten().find(|f| f.file_name().to_string_lossy().starts_with("libonnxruntime.so")) {
-                return f.path();
-            }
-        }
-    }
-    panic!(
-        "no libonnxruntime.so in /opt/edgewatch-model-venv or model/.venv: run model/run-tests.sh first \
-         (it installs the onnxruntime wheel), or set ORT_DYLIB_PATH"
-    );
-}
+#[path = "../support/onnxruntime_library.rs"]
+mod onnxruntime_library;
+#[cfg(feature = "onnxruntime")]
+use onnxruntime_library::onnxruntime_library;
 
 #[cfg(feature = "onnxruntime")]
 fn onnxruntime_config(library: &Path) -> edgewatch::config::ModelConfig {

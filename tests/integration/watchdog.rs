@@ -189,14 +189,6 @@ fn plain_smtp(dir: &Path, extra: &[&str]) -> (SmtpServer, Config) {
     (server, cfg)
 }
 
-fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
-    let (_, body) = http_get(addr, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn header(raw: &[u8], name: &str) -> String {
     let parsed = mailparse::parse_mail(raw).unwrap();
     parsed.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case(name)).map(|h| h.get_value()).unwrap_or_default()
@@ -336,12 +328,7 @@ async fn a_connection_dropped_mid_transfer_is_retried_and_delivered_once() {
     assert_eq!(server.messages().len(), 1);
     let addr = running.http_addr;
     let body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").1).await.unwrap();
-    let errors = |class: &str| -> f64 {
-        body.lines()
-            .find_map(|l| l.strip_prefix(&format!("edgewatch_smtp_errors_total{{class=\"{class}\"}} ")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let errors = |class: &str| sample(&body, &format!("edgewatch_smtp_errors_total{{class=\"{class}\"}}"));
     // The dropped connection is a network error and the 451 a transient one; neither gives up on
     // the recipient, and the message arrives once.
     assert!(errors("network") >= 1.0 && errors("transient") >= 1.0, "{body}");
@@ -638,19 +625,20 @@ async fn a_clip_over_the_attachment_limit_is_sent_as_a_presigned_link() {
         .unwrap_or_else(|| panic!("no link in the message: {text}"))
         .to_string();
     assert!(url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=600"), "not presigned: {url}");
-    let rest = url.strip_prefix("http://").expect("the test endpoint is plain HTTP");
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let (host, path) = (host.to_string(), path.to_string());
-    let (status, body) = tokio::task::spawn_blocking(move || http_get_bytes(&host, &path)).await.unwrap();
+    // GET a presigned URL as any mail reader would (the test endpoint is plain HTTP).
+    let download = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            let rest = url.strip_prefix("http://").expect("the test endpoint is plain HTTP");
+            let (host, path) = rest.split_at(rest.find('/').unwrap());
+            http_get_bytes(host, path)
+        })
+    };
+    let (status, body) = download(url.clone()).await.unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(body, clip_bytes, "the link downloads the clip");
 
     // A tampered signature is refused: the server really checks it.
-    let bad = url.replace("X-Amz-Expires=600", "X-Amz-Expires=6000");
-    let rest = bad.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let (host, path) = (host.to_string(), path.to_string());
-    let (status, _) = tokio::task::spawn_blocking(move || http_get_bytes(&host, &path)).await.unwrap();
+    let (status, _) = download(url.replace("X-Amz-Expires=600", "X-Amz-Expires=6000")).await.unwrap();
     assert_eq!(status, 403);
     shutdown.cancel();
     running.wait().await.unwrap();
