@@ -82,18 +82,34 @@ impl Mailer {
 
     pub async fn send(&self, msg: Message) -> Result<(), SendError> {
         match self {
-            Mailer::Smtp(t) => t.send(msg).await.map(|_| ()).map_err(|e| {
-                let text = e.to_string();
-                if e.is_permanent() {
-                    SendError::Permanent(text)
-                } else if e.is_transient() {
-                    SendError::Transient(text)
-                } else {
-                    SendError::Network(text)
-                }
-            }),
+            Mailer::Smtp(t) => t.send(msg).await.map(|_| ()).map_err(classify),
             Mailer::Outbox(t) => t.send(msg).await.map(|_| ()).map_err(|e| SendError::Network(e.to_string())),
         }
+    }
+
+    /// Whether the relay answers (connect, TLS, EHLO, AUTH, NOOP), without a message: while it is
+    /// down, a retry then costs a connection attempt instead of reading and encoding a clip. The
+    /// connection goes back to the pool for the send that follows.
+    pub async fn reachable(&self) -> Result<(), SendError> {
+        match self {
+            Mailer::Smtp(t) => match t.test_connection().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(SendError::Network("the relay did not answer NOOP".into())),
+                Err(e) => Err(classify(e)),
+            },
+            Mailer::Outbox(_) => Ok(()),
+        }
+    }
+}
+
+fn classify(e: lettre::transport::smtp::Error) -> SendError {
+    let text = e.to_string();
+    if e.is_permanent() {
+        SendError::Permanent(text)
+    } else if e.is_transient() {
+        SendError::Transient(text)
+    } else {
+        SendError::Network(text)
     }
 }
 

@@ -100,6 +100,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         metrics,
         limiter,
         retry: HashMap::new(),
+        relay_down: false,
+        relay_back: false,
+        relay_suspect: false,
         summary: Summary::default(),
         logged: HashSet::new(),
         over_limit_logged: None,
@@ -117,8 +120,15 @@ struct Watchdog {
     s3: Option<S3Client>,
     metrics: WatchdogMetrics,
     limiter: Limiter,
-    /// Clips in backoff: when they are due again and the current delay.
-    retry: HashMap<String, (Instant, Duration)>,
+    /// Clips in backoff.
+    retry: HashMap<String, Backoff>,
+    /// Set by a network failure during a pass: the relay is down, so the rest of the pass does
+    /// not try it again (with a black-holed link each try would wait out the connect timeout).
+    relay_down: bool,
+    /// Set when the relay answered again: clips waiting on it are retried at once.
+    relay_back: bool,
+    /// The last attempt found the relay unreachable: probe it before building the next message.
+    relay_suspect: bool,
     summary: Summary,
     /// Ids already logged as waiting (for the archive), to log once.
     logged: HashSet<String>,
@@ -146,6 +156,14 @@ fn rename_if_exists(from: &Path, to: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// A clip waiting to be tried again.
+struct Backoff {
+    due: Instant,
+    delay: Duration,
+    /// Waiting on the SMTP relay (network or 4xx), rather than on a local problem or a 5xx.
+    relay: bool,
 }
 
 /// The files of one clip in deletion/move order: the sidecar after the data, the delivery last.
@@ -227,28 +245,32 @@ impl Watchdog {
         };
         self.clean_orphans(&ids);
         let now = Instant::now();
+        self.relay_down = false;
         for id in &ids {
-            if self.retry.get(id).is_some_and(|(due, _)| *due > now) {
+            if self.retry.get(id).is_some_and(|b| b.due > now) {
                 continue;
             }
             if let Err(e) = self.process(id).await {
                 tracing::error!(event_id = %id, error = %format!("{e:#}"), "cannot process clip; will retry");
-                self.backoff(id);
+                self.backoff(id, false);
             }
         }
         self.update_gauges(&ids);
         self.enforce_limits(&ids);
         self.retry.retain(|id, _| ids.contains(id));
+        if std::mem::take(&mut self.relay_back) {
+            return Some(Duration::ZERO);
+        }
         let now = Instant::now();
-        self.retry.values().map(|(due, _)| due.saturating_duration_since(now)).min()
+        self.retry.values().map(|b| b.due.saturating_duration_since(now)).min()
     }
 
-    fn backoff(&mut self, id: &str) -> Duration {
+    fn backoff(&mut self, id: &str, relay: bool) -> Duration {
         let w = &self.cfg.watch;
-        let delay = self.retry.get(id).map_or(w.retry_min, |(_, d)| (*d * 2).min(w.retry_max));
-        // Full jitter keeps a fleet from hammering a relay that comes back.
+        let delay = self.retry.get(id).map_or(w.retry_min, |b| (b.delay * 2).min(w.retry_max));
+        // Jitter keeps a fleet from hammering a relay that comes back.
         let wait = Duration::from_secs_f64(rand::rng().random_range(0.5..=1.0) * delay.as_secs_f64());
-        self.retry.insert(id.to_string(), (Instant::now() + wait, delay));
+        self.retry.insert(id.to_string(), Backoff { due: Instant::now() + wait, delay, relay });
         wait
     }
 
@@ -338,6 +360,24 @@ impl Watchdog {
                 return Ok(());
             }
         };
+        if self.relay_down {
+            // Another clip just found the relay unreachable in this pass: wait with it.
+            self.backoff(id, true);
+            return Ok(());
+        }
+        if self.relay_suspect {
+            match self.mailer.reachable().await {
+                Err(e @ (SendError::Network(_) | SendError::Transient(_))) => {
+                    self.metrics.smtp_errors.get_or_create(&ClassLabel { class: e.class() }).inc();
+                    self.relay_down |= matches!(e, SendError::Network(_));
+                    let wait = self.backoff(id, true);
+                    tracing::warn!(event_id = %id, error = %e, retry_in = ?wait, "SMTP relay still unreachable; will retry");
+                    return Ok(());
+                }
+                // It answers (or refuses for good, which the send below classifies and counts).
+                _ => self.relay_suspect = false,
+            }
+        }
         let clip = if attach { Some(std::fs::read(&paths.clip).context("reading the clip")?) } else { None };
         let still = std::fs::read(&paths.still).ok();
         let finalised = std::fs::metadata(&paths.sidecar).and_then(|m| m.modified()).ok();
@@ -384,6 +424,12 @@ impl Watchdog {
                         self.metrics.latency_seconds.observe(t.as_secs_f64());
                     }
                     self.retry.remove(id);
+                    self.relay_suspect = false;
+                    // The relay is back: whatever waited on it goes now, not after its backoff
+                    // (up to `retry-max`) runs out.
+                    let before = self.retry.len();
+                    self.retry.retain(|_, b| !b.relay);
+                    self.relay_back |= self.retry.len() < before;
                     tracing::info!(event_id = %id, recipient = %to, attached = attach, summarised = del.summary.len(), "alert accepted");
                 }
                 Err(e) => {
@@ -405,7 +451,9 @@ impl Watchdog {
                             continue;
                         }
                     }
-                    let wait = self.backoff(id);
+                    self.relay_down |= matches!(e, SendError::Network(_));
+                    self.relay_suspect |= matches!(e, SendError::Network(_));
+                    let wait = self.backoff(id, matches!(e, SendError::Network(_) | SendError::Transient(_)));
                     tracing::warn!(event_id = %id, recipient = %to, error = %e, retry_in = ?wait, "alert not delivered; will retry");
                     // The relay is likely down for every recipient: try them all later.
                     return Ok(());

@@ -308,6 +308,59 @@ async fn implicit_tls_and_smtp_down_then_up_delivers_once() {
     assert_eq!((s.sent, s.deleted), (1, 1));
 }
 
+/// Clips that waited out an outage go as soon as the relay answers again, not when their own
+/// backoff (here at least 30 s) runs out; while it is down, one pass tries it once, not per clip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clips_waiting_on_a_down_relay_go_as_soon_as_it_answers() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = SmtpServer::new(dir.path(), &[]);
+    let mut cfg = watch_config(dir.path());
+    server.configure(&mut cfg, SmtpTls::None);
+    cfg.smtp.username = None;
+    cfg.smtp.password = None;
+    cfg.watch.retry_min = Duration::from_secs(60);
+    cfg.watch.retry_max = Duration::from_secs(600);
+    for i in 0..3 {
+        put_clip(&cfg.clip.spool_dir, &format!("20260101T00000{i}.000Z-cam0"), "cam0", true);
+    }
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let addr = running.http_addr;
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "a network error", || {
+            (metric(addr, "edgewatch_smtp_errors_total{class=\"network\"}") >= 1.0).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Three clips due in the first pass, one attempt: the other two waited without trying.
+    assert_eq!(metric(addr, "edgewatch_smtp_errors_total{class=\"network\"}"), 1.0);
+    server.up();
+    // A new clip wakes the watchdog (inotify); it is delivered, and the three waiting ones follow
+    // at once although their backoff has at least 30 s to run.
+    let t0 = std::time::Instant::now();
+    put_clip(&cfg.clip.spool_dir, "20260101T000009.000Z-cam0", "cam0", true);
+    let spool_dir = cfg.clip.spool_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(25), "all four delivered and deleted", || {
+            (spool::complete_clips(&spool_dir).unwrap().is_empty()).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(25));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut ids: Vec<String> = server.messages().iter().map(|(raw, _)| header(raw, "X-Edgewatch-Event")).collect();
+    ids.sort();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "each clip exactly once");
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_dropped_mid_transfer_is_retried_and_delivered_once() {
     init_logs();
