@@ -16,7 +16,14 @@
 #     config) -> remote write -> central Prometheus (rendered config): alert
 #     e-mails are sent, and every dashboard query returns data there;
 #   * outage: the central Prometheus is stopped for OUTAGE_SECONDS (default
-#     300) and restarted; afterwards no kept series has a hole.
+#     300) and restarted; afterwards no kept series has a hole;
+#   * Alertmanager 0.25 (Debian 12): the rendered configs (CI and the real
+#     site) pass `amtool check-config` after the same envsubst pass as the
+#     NixOS module's, which changes nothing but $SMTP_PASSWORD; alerts posted
+#     to it are mailed over STARTTLS with AUTH to a real SMTP server
+#     (tests/fixtures/smtp_server.py), resolved ones too, NodeDown holds back
+#     its node's other alerts, and the password shows in neither its API nor
+#     its log.
 # Everything binds 127.0.0.1 on free ports and is stopped on exit. Installs
 # what it needs (apt, pip) on a fresh Debian 12 machine. Ends with
 # "observability-checks: N passed, M failed".
@@ -30,6 +37,7 @@ OUTAGE_SECONDS=${OUTAGE_SECONDS:-300}
 INTERVAL=5 # scrape interval of the test topology, seconds
 PROMQL_PARSER_VERSION=0.11.0
 PYYAML_VERSION=6.0.3
+AIOSMTPD_VERSION=1.4.6 # as scripts/deps.sh: the SMTP server of the Alertmanager check
 tools=${EW_CI_TOOLS:-/opt/edgewatch-ci}
 started_at=$SECONDS
 
@@ -39,7 +47,8 @@ log() { echo "observability-checks: $*"; }
 install_tools() {
   local apt_pkgs=() c
   for c in prometheus:prometheus promtool:prometheus prometheus-node-exporter:prometheus-node-exporter \
-    nix-instantiate:nix-bin shellcheck:shellcheck curl:curl; do
+    prometheus-alertmanager:prometheus-alertmanager nix-instantiate:nix-bin shellcheck:shellcheck curl:curl \
+    openssl:openssl envsubst:gettext-base; do
     command -v "${c%%:*}" >/dev/null || apt_pkgs+=("${c#*:}")
   done
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_pkgs+=(python3-venv)
@@ -48,17 +57,17 @@ install_tools() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
-    # The packages just installed start their services (on :9090/:9100);
-    # this script runs its own copies on free ports and needs none.
+    # The packages just installed start their services (on :9090/:9100/
+    # :9093); this script runs its own copies on free ports and needs none.
     if [ -d /run/systemd/system ]; then
-      systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+      systemctl disable --now prometheus prometheus-node-exporter prometheus-alertmanager >/dev/null 2>&1 || true
     fi
   fi
-  if ! "$tools/obs/bin/python" -c "import promql_parser, yaml" 2>/dev/null ||
+  if ! "$tools/obs/bin/python" -c "import promql_parser, yaml, aiosmtpd" 2>/dev/null ||
     [ "$("$tools/obs/bin/pip" show promql-parser 2>/dev/null | sed -n 's/^Version: //p')" != "$PROMQL_PARSER_VERSION" ]; then
-    log "pip install promql-parser $PROMQL_PARSER_VERSION, PyYAML $PYYAML_VERSION"
+    log "pip install promql-parser $PROMQL_PARSER_VERSION, PyYAML $PYYAML_VERSION, aiosmtpd $AIOSMTPD_VERSION"
     python3 -m venv "$tools/obs"
-    "$tools/obs/bin/pip" install --quiet "promql-parser==$PROMQL_PARSER_VERSION" "PyYAML==$PYYAML_VERSION"
+    "$tools/obs/bin/pip" install --quiet "promql-parser==$PROMQL_PARSER_VERSION" "PyYAML==$PYYAML_VERSION" "aiosmtpd==$AIOSMTPD_VERSION"
   fi
 }
 
@@ -117,7 +126,7 @@ check() { # check NAME COMMAND...
   if [ "$rc" -eq 0 ]; then
     passed=$((passed + 1))
     echo "PASS $name ($((SECONDS - started))s)"
-    grep -E '^((names|queries|holes|dashboards|rule-tests|outage|wal|edgewatch logs):|NOTE )' "$work/log" | sed 's/^/     /' || true
+    grep -E '^((names|queries|holes|dashboards|rule-tests|outage|wal|edgewatch logs|alertmanager|alertmanager e-mail):|NOTE )' "$work/log" | sed 's/^/     /' || true
   else
     failed=$((failed + 1))
     failures+=("$name")
@@ -177,6 +186,8 @@ render_all() {
   for mode in agent scrape; do
     nixjson "mon.hosts.centralFor { built = $site; mode = \"$mode\"; ruleFiles = [ \"$work/site/rules.json\" ]; }" >"$work/site/central-$mode.yml"
   done
+  # With edgewatch.monitoring.alerts: alerting to the local Alertmanager.
+  nixjson "mon.hosts.centralFor { built = $site; ruleFiles = [ \"$work/site/rules.json\" ]; alertmanager = true; }" >"$work/site/central-alerting.yml"
   ls "$work" "$work/site"
 }
 
@@ -218,6 +229,167 @@ PY
 
 shellcheck_ours() {
   shellcheck -s bash .ci/observability-checks.sh nixos/hardware/pi-throttled.sh nix/tests/pi-throttled-test.sh bench/metrics-bandwidth.sh
+}
+
+# ---------------------------------------------------------------- alertmanager
+# The SMTP credentials of the test relay: test values, not secrets.
+AM_USER=alertmanager
+AM_PASSWORD='ci-Smtp+pass/w0rd!'
+
+# The CI config (relay: the test SMTP server, STARTTLS + AUTH, its
+# self-signed certificate as the CA) and the real site's, as
+# nixos/profiles/monitoring.nix renders them; then the NixOS module's
+# preStart: envsubst over the whole file. The check passes only if that pass
+# changed nothing but the placeholder (a stray `$` would be mangled).
+alertmanager_configs() {
+  mkdir -p "$work/am/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$work/am/tls/key.pem" -out "$work/am/tls/cert.pem" 2>/dev/null
+  nixjson "mon.alertmanager.render {
+      to = [ \"ops@example.org\" ]; from = \"edgewatch@ci.example.org\";
+      smarthost = \"127.0.0.1:$P_SMTP\"; username = \"$AM_USER\"; requireTls = true;
+      caFile = \"$work/am/tls/cert.pem\";
+      groupWait = \"1s\"; groupInterval = \"2s\"; }" >"$work/am/ci.json"
+  nixjson "mon.hosts.alertmanagerFor { built = lib.site.build (import $root/nixos/site.nix);
+      settings = { to = [ \"ops@site-a.edgewatch.example\" ]; from = \"monitor@site-a.edgewatch.example\";
+                   smarthost = \"smtp.site-a.edgewatch.example:587\"; username = \"monitor\"; }; }" >"$work/am/site.json"
+  nixstr 'mon.alertmanager.flags' >"$work/am/flags"
+  local f
+  for f in ci site; do
+    # Without a list of variables envsubst replaces every $NAME (unset: by
+    # nothing), as the module's does.
+    env -i SMTP_PASSWORD="$AM_PASSWORD" envsubst <"$work/am/$f.json" >"$work/am/$f.yml"
+    python3 - "$work/am/$f.json" "$work/am/$f.yml" "$AM_PASSWORD" <<'PY'
+import json, sys
+raw, sub, password = open(sys.argv[1]).read(), open(sys.argv[2]).read(), sys.argv[3]
+assert raw.count("$") == 1 and "$SMTP_PASSWORD" in raw, "the only $ must be the password placeholder"
+assert sub == raw.replace("$SMTP_PASSWORD", password), "envsubst changed more than the placeholder"
+assert password not in raw
+e = json.loads(sub)["receivers"][0]["email_configs"][0]
+assert e["auth_password"] == password and e["require_tls"] is True, e
+print(f"alertmanager: {sys.argv[1].rsplit('/', 1)[1]}: envsubst replaced only $SMTP_PASSWORD; relay {e['smarthost']}, hello {e['hello']}")
+PY
+  done
+  amtool check-config "$work/am/ci.yml" "$work/am/site.yml"
+}
+
+# The CI config run by a real Alertmanager, mailing into a real SMTP server
+# that requires STARTTLS and AUTH (group_wait 1 s, group_interval 2 s).
+alertmanager_email() {
+  local flags smtp_pid am_pid _
+  mkdir -p "$work/am/mail"
+  # Alertmanager 0.25 takes the first mechanism the server lists, LOGIN here,
+  # and accepts only the challenges "Username:" and "Password:", which
+  # Postfix/Cyrus, Dovecot and Exchange send; aiosmtpd's own ("User Name\0")
+  # it refuses. So the test server sends those.
+  "$tools/obs/bin/python" -c '
+import runpy, sys
+from aiosmtpd.smtp import SMTP
+SMTP.AuthLoginUsernameChallenge, SMTP.AuthLoginPasswordChallenge = "Username:", "Password:"
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")' \
+    tests/fixtures/smtp_server.py --port "$P_SMTP" --maildir "$work/am/mail" \
+    --mode starttls --auth "$AM_USER:$AM_PASSWORD" --cert "$work/am/tls/cert.pem" --key "$work/am/tls/key.pem" \
+    >"$work/am/smtp.log" 2>&1 &
+  smtp_pid=$!
+  echo "$smtp_pid" >>"$work/pids"
+  for _ in $(seq 1 40); do
+    grep -q '^READY' "$work/am/smtp.log" && break
+    sleep 0.5
+  done
+  grep -q '^READY' "$work/am/smtp.log" || { cat "$work/am/smtp.log"; return 1; }
+  mapfile -t flags <"$work/am/flags"
+  prometheus-alertmanager --config.file="$work/am/ci.yml" --storage.path="$work/am/data" \
+    --web.listen-address="127.0.0.1:$P_AM" "${flags[@]}" >"$work/am/alertmanager.log" 2>&1 &
+  am_pid=$!
+  echo "$am_pid" >>"$work/pids"
+  wait_http "http://127.0.0.1:$P_AM/-/ready" 30
+  python3 - "http://127.0.0.1:$P_AM" "$work/am/mail" "$AM_PASSWORD" <<'PY' || {
+import email, email.policy, glob, json, sys, time, urllib.parse, urllib.request
+am, maildir, password = sys.argv[1:]
+
+def post(alerts):
+    req = urllib.request.Request(f"{am}/api/v2/alerts", json.dumps(alerts).encode(),
+                                 {"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+def now(offset=0):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset))
+
+def alert(name, node, ends=None, **labels):
+    a = {"labels": {"alertname": name, "node": node, "severity": "critical", **labels},
+         "annotations": {"summary": f"{name} on {node} (CI)"}, "startsAt": now(-60)}
+    if ends:
+        a["endsAt"] = ends
+    return a
+
+def mails():
+    out = []
+    for f in sorted(glob.glob(f"{maildir}/*.eml")):
+        m = email.message_from_binary_file(open(f, "rb"), policy=email.policy.default)
+        body = m.get_body(("html", "plain")).get_content()
+        out.append({"subject": str(m["subject"]), "body": body, "env": json.load(open(f[:-4] + ".json"))})
+    return out
+
+def wait_mail(pred, what, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        hit = [m for m in mails() if pred(m)]
+        if hit:
+            return hit
+        time.sleep(0.3)
+    raise SystemExit(f"no e-mail {what} within {timeout} s; got {[m['subject'] for m in mails()]}")
+
+t0 = time.time()
+# ci-node-02 is down: its NodeDown first, then an alert that it must hold back.
+post([alert("NodeDown", "ci-node-02")])
+time.sleep(0.5)
+post([alert("CameraDown", "ci-node-01", camera="cam0"), alert("CameraDown", "ci-node-02", camera="cam0")])
+
+firing = wait_mail(lambda m: "FIRING" in m["subject"] and "CameraDown" in m["subject"] and "ci-node-01" in m["subject"],
+                   "for CameraDown on ci-node-01")[0]
+print(f"alertmanager e-mail: {firing['subject']!r} after {time.time() - t0:.1f} s")
+assert "ci-node-01" in firing["body"] and "CameraDown on ci-node-01 (CI)" in firing["body"], firing["body"][:2000]
+env = firing["env"]
+assert env["tls"] and env["auth"], f"not STARTTLS + AUTH: {env}"
+assert env["from"] == "edgewatch@ci.example.org" and env["to"] == ["ops@example.org"], env
+nodedown = wait_mail(lambda m: "NodeDown" in m["subject"] and "ci-node-02" in m["subject"], "for NodeDown on ci-node-02")[0]
+print(f"alertmanager e-mail: {nodedown['subject']!r}")
+
+q = urllib.parse.urlencode([("filter", 'alertname="CameraDown"'), ("filter", 'node="ci-node-02"')])
+held = json.load(urllib.request.urlopen(f"{am}/api/v2/alerts?{q}", timeout=10))
+assert len(held) == 1 and held[0]["status"]["state"] == "suppressed" and held[0]["status"]["inhibitedBy"], held
+print(f"alertmanager: CameraDown on ci-node-02 is {held[0]['status']['state']}, inhibited by NodeDown")
+
+# Resolved alerts are mailed too (send_resolved), one group_interval later.
+post([alert("CameraDown", "ci-node-01", ends=now(), camera="cam0")])
+resolved = wait_mail(lambda m: "RESOLVED" in m["subject"] and "CameraDown" in m["subject"] and "ci-node-01" in m["subject"],
+                     "resolving CameraDown on ci-node-01")[0]
+print(f"alertmanager e-mail: {resolved['subject']!r}")
+
+# Give the held-back group time for its first flush and two more (1 s + 2 x 2 s).
+time.sleep(max(0.0, t0 + 6 - time.time()))
+everything = mails()
+leaked = [m["subject"] for m in everything if "CameraDown" in m["subject"] and "ci-node-02" in m["subject"]]
+assert not leaked, f"inhibited alert was mailed: {leaked}"
+assert all(m["env"]["tls"] and m["env"]["auth"] for m in everything)
+print(f"alertmanager: {len(everything)} e-mails, all over STARTTLS with AUTH; none for the held-back alert")
+
+status = urllib.request.urlopen(f"{am}/api/v2/status", timeout=10).read().decode()
+assert password not in status and "auth_password: <secret>" in status, "the password shows in /api/v2/status"
+PY
+    tail -n 20 "$work/am/alertmanager.log" "$work/am/smtp.log"
+    return 1
+  }
+  if grep -qF "$AM_PASSWORD" "$work/am/alertmanager.log" "$work/am/smtp.log"; then
+    echo "the SMTP password is in a log" >&2
+    return 1
+  fi
+  echo "alertmanager: the password shows in neither /api/v2/status nor the logs"
+  # Not needed by the later checks (on failure, cleanup stops them).
+  stop_pid "$am_pid"
+  stop_pid "$smtp_pid"
 }
 
 # ---------------------------------------------------------------- run
@@ -465,16 +637,20 @@ P_DETECTOR=$(free_port)
 P_WATCHDOG=$(free_port)
 P_AGENT=$(free_port)
 P_CENTRAL=$(free_port)
-log "tools: $(prometheus --version 2>&1 | head -n 1), $(prometheus-node-exporter --version 2>&1 | head -n 1), $(nix-instantiate --version), promql-parser $PROMQL_PARSER_VERSION; edgewatch: $EDGEWATCH; outage $OUTAGE_SECONDS s"
+P_SMTP=$(free_port)
+P_AM=$(free_port)
+log "tools: $(prometheus --version 2>&1 | head -n 1), $(prometheus-node-exporter --version 2>&1 | head -n 1), $(prometheus-alertmanager --version 2>&1 | head -n 1), $(nix-instantiate --version), promql-parser $PROMQL_PARSER_VERSION; edgewatch: $EDGEWATCH; outage $OUTAGE_SECONDS s"
 
 check "render every config (nix-instantiate: CI topology + every host of nixos/site.nix)" render_all
-check "promtool check config (CI agent --agent, central; site: agents --agent --syntax-only, central agent+scrape)" promtool_configs
+check "promtool check config (CI agent --agent, central; site: agents --agent --syntax-only, central agent+scrape+alerting)" promtool_configs
 check "promtool check rules (site, CI, unit-test renderings)" promtool_rules
 check "promtool test rules + every alert has a firing test" promtool_tests
 check "rendered promtail and Grafana datasources are sane" rendered_json_sane
 check "pi-throttled script (nix/tests/pi-throttled-test.sh)" bash nix/tests/pi-throttled-test.sh
 check "shellcheck (observability scripts)" shellcheck_ours
 check "dashboards: structure, datasources, every query parses" py dashboards nix/dashboards "$work/datasources.json"
+check "alertmanager: rendered configs (CI + site) survive envsubst and pass amtool check-config" alertmanager_configs
+check "alertmanager: alerts mailed over STARTTLS + AUTH, resolved too, NodeDown inhibits, password not exposed" alertmanager_email
 t_start=$(date +%s)
 check "start node exporter (Pi 4 sysfs fixture), detector, watchdog, central Prometheus, agent; data and alert e-mails arrive" start_all
 check "metric names: used == kept, and exposed by node exporter / detector / watchdog / Prometheus (cAdvisor pending)" metric_names

@@ -6,7 +6,11 @@
 #     canary ? <first camera node by name>;
 #     hosts.<hostName> = { address; role ? "node"; camera ? false;
 #                          system ? (aarch64-linux for nodes, else x86_64-linux);
-#                          gpuMem ? null; memoryMiB ? 4096; }; }
+#                          gpuMem ? null; memoryMiB ? 4096; };
+#     alerts ? { to = [ "ops@..." ]; from; smarthost = "relay:587";
+#                username ? null; requireTls ? true; caFile ? null; }; }
+# (`alerts` is read as is by nixos/profiles/monitoring.nix: e-mail
+# notifications through Alertmanager; without it there are none.)
 #
 # Output: { hosts.<hostName> = { ...everything a host's modules need... };
 #           server; monitor; nodes; rollout; scrape; lokiPushUrl; }
@@ -34,6 +38,7 @@ let
     prometheus = 9090;
     loki = 3100;
     grafana = 3000;
+    alertmanager = 9093; # loopback only: not in any firewall list
   };
 
   firewallFor = role: {

@@ -38,6 +38,26 @@ let
 
   jobs = filter (n: n != "synthetic") (attrNames monitoring.series);
   allKept = concatMap (j: monitoring.series.${j}.metrics) jobs;
+
+  am = monitoring.alertmanager;
+  amRelay = {
+    to = [ "ops@site.example" "oncall@site.example" ];
+    from = "monitor@site.example";
+    smarthost = "relay.site.example:587";
+  };
+  amAuth = am.render (amRelay // { username = "monitor"; caFile = "/etc/relay-ca.pem"; });
+  amOpen = am.render { to = "ops@site.example"; from = "monitor@site.example"; smarthost = "10.0.0.1:25"; requireTls = false; };
+  emailOf = cfg: builtins.head (builtins.head cfg.receivers).email_configs;
+  # Alert names in a matcher like alertname="A" or alertname=~"A|B".
+  matcherNames = m:
+    let r = builtins.match ''alertname(=|!=|=~|!~)"([^"]*)"'' m;
+    in if r == null then [ "<not an alertname matcher: ${m}>" ] else filter builtins.isString (builtins.split "[|]" (builtins.elemAt r 1));
+  inhibitNames = concatMap (r: concatMap matcherNames (r.source_matchers ++ r.target_matchers)) amAuth.inhibit_rules;
+  # split gives [ before match after match ... ]: one string more than matches.
+  countOf = needle: hay: length (filter builtins.isList (builtins.split needle hay));
+  # The label lists of every `by (...)` in a PromQL expression.
+  byClauses = expr: map builtins.head (filter builtins.isList (builtins.split "by [(]([^)]*)[)]" expr));
+  fails = v: !(builtins.tryEval (builtins.deepSeq v true)).success;
 in
 [
   {
@@ -249,6 +269,113 @@ in
     };
   }
   {
+    name = "alertmanager: one group per alert name and node, critical alerts repeated hourly";
+    actual = amAuth.route;
+    expected = {
+      receiver = "email";
+      group_by = [ "alertname" "node" ];
+      group_wait = "30s";
+      group_interval = "5m";
+      repeat_interval = "4h";
+      routes = [{ matchers = [ ''severity="critical"'' ]; repeat_interval = "1h"; }];
+    };
+  }
+  {
+    name = "alertmanager: e-mail receiver, TLS required, AUTH with the $SMTP_PASSWORD placeholder, relay CA";
+    actual = { inherit (amAuth) receivers; flags = am.flags; };
+    expected = {
+      receivers = [{
+        name = "email";
+        email_configs = [{
+          to = "ops@site.example, oncall@site.example";
+          from = "monitor@site.example";
+          smarthost = "relay.site.example:587";
+          hello = "localhost";
+          require_tls = true;
+          send_resolved = true;
+          headers.Subject = ''[edgewatch] {{ template "email.default.subject" . }}'';
+          auth_username = "monitor";
+          auth_password = "$SMTP_PASSWORD";
+          tls_config.ca_file = "/etc/relay-ca.pem";
+        }];
+      }];
+      flags = [ "--cluster.listen-address=" ];
+    };
+  }
+  {
+    name = "alertmanager: the password is only ever the placeholder, the one `$` envsubst sees";
+    actual = {
+      placeholder = am.passwordPlaceholder;
+      variable = am.passwordVariable;
+      authDollars = countOf "[$]" (builtins.toJSON amAuth);
+      authPlaceholders = countOf "[$]SMTP_PASSWORD" (builtins.toJSON amAuth);
+      openDollars = countOf "[$]" (builtins.toJSON amOpen);
+      openEmail = emailOf amOpen;
+    };
+    expected = {
+      placeholder = "$SMTP_PASSWORD";
+      variable = "SMTP_PASSWORD";
+      authDollars = 1;
+      authPlaceholders = 1;
+      openDollars = 0;
+      openEmail = {
+        to = "ops@site.example";
+        from = "monitor@site.example";
+        smarthost = "10.0.0.1:25";
+        hello = "localhost";
+        require_tls = false;
+        send_resolved = true;
+        headers.Subject = ''[edgewatch] {{ template "email.default.subject" . }}'';
+      };
+    };
+  }
+  {
+    name = "alertmanager: NodeDown holds back the node's other alerts, causes hold back their effects; every name is a rule";
+    actual = {
+      rules = amAuth.inhibit_rules;
+      unknown = filter (n: !(elem n alerts)) inhibitNames;
+    };
+    expected = {
+      rules = [
+        { source_matchers = [ ''alertname="NodeDown"'' ]; target_matchers = [ ''alertname!="NodeDown"'' ]; equal = [ "node" ]; }
+        { source_matchers = [ ''alertname=~"SocUnderVoltage|SocTemperatureHigh"'' ]; target_matchers = [ ''alertname="SocThrottled"'' ]; equal = [ "node" ]; }
+        { source_matchers = [ ''alertname="AlertDeliveryFailing"'' ]; target_matchers = [ ''alertname="AlertQueueStuck"'' ]; equal = [ "node" ]; }
+      ];
+      unknown = [ ];
+    };
+  }
+  {
+    name = "alertmanager: every alert has a severity the routes know, and keeps the node label it is grouped and inhibited by";
+    actual = {
+      severities = helpers.unique (concatMap (g: map (r: r.labels.severity) g.rules) rules.groups);
+      # Every series carries node; an aggregation keeps it only if it is in the `by`.
+      dropsNode = map (r: r.alert) (filter
+        (r: builtins.any (labels: builtins.match ".*[(, ]node[,)].*" "(${labels})" == null) (byClauses r.expr))
+        (concatMap (g: g.rules) rules.groups));
+      byCount = length (concatMap (r: byClauses r.expr) (concatMap (g: g.rules) rules.groups));
+    };
+    expected = { severities = [ "critical" "warning" ]; dropsNode = [ ]; byCount = 13; };
+  }
+  {
+    name = "alertmanager: intervals are arguments; bad settings are evaluation errors";
+    actual = {
+      route = removeAttrs (am.render (amRelay // { groupWait = "1s"; groupInterval = "2s"; repeatInterval = "12h"; criticalRepeatInterval = "30m"; })).route [ "receiver" "group_by" ];
+      noPort = fails (am.render (amRelay // { smarthost = "relay.site.example"; }));
+      noRecipient = fails (am.render (amRelay // { to = [ ]; }));
+      clearPassword = fails (am.render (amRelay // { username = "u"; requireTls = false; }));
+      dollar = fails (am.render (amRelay // { from = "$USER@site.example"; }));
+      ok = fails (am.render amRelay);
+    };
+    expected = {
+      route = { group_wait = "1s"; group_interval = "2s"; repeat_interval = "12h"; routes = [{ matchers = [ ''severity="critical"'' ]; repeat_interval = "30m"; }]; };
+      noPort = true;
+      noRecipient = true;
+      clearPassword = true;
+      dollar = true;
+      ok = false;
+    };
+  }
+  {
     name = "promtail: journal and pods on a camera node, labels node/role, camera on edgewatch streams";
     actual = {
       jobs = map (j: j.job_name) promtailCam.scrape_configs;
@@ -346,6 +473,19 @@ in
       node = [ "monitor" "k3s-server" "pi4-node-01" "pi4-node-02" ];
       detector = [ "192.168.50.11:9870" "192.168.50.12:9870" ];
       nodeDown = true;
+    };
+  }
+  {
+    name = "real site: the central Prometheus alerts the local Alertmanager only when asked; its EHLO is the monitor's FQDN";
+    actual = {
+      enabled = (monitoring.hosts.centralFor { built = real; ruleFiles = [ ]; alertmanager = true; }).alerting;
+      disabled = (monitoring.hosts.centralFor { built = real; ruleFiles = [ ]; }) ? alerting;
+      hello = (emailOf (monitoring.hosts.alertmanagerFor { built = real; settings = amRelay; })).hello;
+    };
+    expected = {
+      enabled.alertmanagers = [{ static_configs = [{ targets = [ "127.0.0.1:9093" ]; }]; }];
+      disabled = false;
+      hello = "monitor.site-a.edgewatch.example";
     };
   }
 ]

@@ -2,8 +2,8 @@
 # as the NixOS modules (nixos/modules/observability.nix,
 # nixos/profiles/monitoring.nix) pass them to services.*. Kept here, pure, so
 # .ci/observability-checks.sh renders the real site's configs and runs
-# promtool on them.
-{ agent, central, rules, promtail, sitePorts, agentPort }:
+# promtool and amtool on them.
+{ agent, central, rules, promtail, alertmanager, sitePorts, agentPort }:
 let
   inherit (builtins) attrNames filter;
   monitorOf = built: built.hosts.${built.monitor};
@@ -32,7 +32,9 @@ in
         };
     };
 
-  centralFor = { built, ruleFiles, mode ? "agent", scrapeInterval ? "15s", camera ? "cam0" }:
+  # alertmanager: send the alerts to the monitoring host's own Alertmanager
+  # (alertmanagerFor), which listens on loopback only.
+  centralFor = { built, ruleFiles, mode ? "agent", scrapeInterval ? "15s", camera ? "cam0", alertmanager ? false }:
     central.render {
       node = built.monitor;
       self = "127.0.0.1:${toString sitePorts.prometheus}";
@@ -46,7 +48,14 @@ in
         })
         (filter (n: n != built.monitor) (attrNames built.hosts));
       ports = { inherit (sitePorts) nodeExporter detector watchdog; };
+      alertmanagers = if alertmanager then [ "127.0.0.1:${toString sitePorts.alertmanager}" ] else [ ];
     };
+
+  # The monitoring host's Alertmanager: `settings` are alertmanager.render's
+  # arguments (to, from, smarthost, username, ...); the EHLO name is the
+  # host's FQDN unless given.
+  alertmanagerFor = { built, settings }:
+    alertmanager.render ({ hello = built.hosts.${built.monitor}.fqdn; } // settings);
 
   # NodeDown's reference list is every host of the site.
   rulesFor = built: rules.render { nodes = attrNames built.hosts; };
