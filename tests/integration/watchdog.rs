@@ -181,7 +181,14 @@ fn watch_config(dir: &Path) -> Config {
 
 /// A plain SMTP server (no TLS, no AUTH) with `extra` fault flags, and a watchdog config for it.
 fn plain_smtp(dir: &Path, extra: &[&str]) -> (SmtpServer, Config) {
-    let server = SmtpServer::start(dir, extra);
+    let (mut server, cfg) = plain_smtp_down(dir, extra);
+    server.up();
+    (server, cfg)
+}
+
+/// As [`plain_smtp`], with the server not started yet (`up()` starts it).
+fn plain_smtp_down(dir: &Path, extra: &[&str]) -> (SmtpServer, Config) {
+    let server = SmtpServer::new(dir, extra);
     let mut cfg = watch_config(dir);
     server.configure(&mut cfg, SmtpTls::None);
     cfg.smtp.username = None;
@@ -314,11 +321,7 @@ async fn implicit_tls_and_smtp_down_then_up_delivers_once() {
 async fn clips_waiting_on_a_down_relay_go_as_soon_as_it_answers() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let mut server = SmtpServer::new(dir.path(), &[]);
-    let mut cfg = watch_config(dir.path());
-    server.configure(&mut cfg, SmtpTls::None);
-    cfg.smtp.username = None;
-    cfg.smtp.password = None;
+    let (mut server, mut cfg) = plain_smtp_down(dir.path(), &[]);
     cfg.watch.retry_min = Duration::from_secs(60);
     cfg.watch.retry_max = Duration::from_secs(600);
     for i in 0..3 {
