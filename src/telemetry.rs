@@ -164,6 +164,7 @@ pub struct WatchdogMetrics {
     pub spool_evicted: Counter,
     pub spool_over_limit: Gauge,
     pub watch_mode: Family<ModeLabel, Gauge>,
+    pub spool_scans: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -188,6 +189,7 @@ impl WatchdogMetrics {
             spool_evicted: Counter::default(),
             spool_over_limit: Gauge::default(),
             watch_mode: Family::default(),
+            spool_scans: Counter::default(),
         };
         r.register("alerts_sent", "Alert emails accepted by the SMTP server (per recipient)", m.alerts_sent.clone());
         r.register("alerts_failed", "Recipients given up after permanent rejections", m.alerts_failed.clone());
@@ -227,6 +229,11 @@ impl WatchdogMetrics {
             m.spool_over_limit.clone(),
         );
         r.register("watch_mode", "How the spool is watched (value 1)", m.watch_mode.clone());
+        r.register(
+            "spool_scans",
+            "Passes over the spool (wake-ups by inotify, retries, rescans, polls)",
+            m.spool_scans.clone(),
+        );
         m
     }
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::Watcher;
 use prometheus_client::registry::Registry;
 use rand::Rng;
@@ -100,6 +101,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         metrics,
         limiter,
         retry: HashMap::new(),
+        delivered: HashSet::new(),
         relay_down: false,
         relay_back: false,
         relay_suspect: false,
@@ -122,6 +124,9 @@ struct Watchdog {
     limiter: Limiter,
     /// Clips in backoff.
     retry: HashMap<String, Backoff>,
+    /// Clips whose alert is delivered (or suppressed and summarised) and which wait only for
+    /// their archive marker or are kept: a pass checks the marker instead of re-reading them.
+    delivered: HashSet<String>,
     /// Set by a network failure during a pass: the relay is down, so the rest of the pass does
     /// not try it again (with a black-holed link each try would wait out the connect timeout).
     relay_down: bool,
@@ -204,6 +209,11 @@ impl Watchdog {
         let handler = move |res: notify::Result<notify::Event>| {
             // Only the detector's final renames matter: the sidecar and the archive marker.
             if let Ok(ev) = res {
+                // notify also reports opens (IN_OPEN): our own reads of sidecars and markers
+                // would wake the loop again, which then reads them again, forever.
+                if matches!(ev.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) {
+                    return;
+                }
                 let relevant = ev.paths.iter().any(|p| {
                     matches!(
                         p.extension().and_then(|e| e.to_str()),
@@ -243,7 +253,9 @@ impl Watchdog {
                 return Some(self.cfg.watch.retry_max.min(Duration::from_secs(10)));
             }
         };
+        self.metrics.spool_scans.inc();
         self.clean_orphans(&ids);
+        self.delivered.retain(|id| ids.contains(id));
         let now = Instant::now();
         self.relay_down = false;
         for id in &ids {
@@ -279,6 +291,9 @@ impl Watchdog {
     }
 
     async fn process(&mut self, id: &str) -> anyhow::Result<()> {
+        if self.delivered.contains(id) {
+            return self.settle(id);
+        }
         let paths = ClipPaths::new(&self.spool, id);
         let sidecar = match spool::read_sidecar(&paths.sidecar) {
             Ok(s) => s,
@@ -301,7 +316,13 @@ impl Watchdog {
         if del.any_failed() {
             return self.move_to_failed(id, "a recipient rejected the alert permanently");
         }
-        if self.require_archive && !paths.archived.exists() {
+        self.delivered.insert(id.to_string());
+        self.settle(id)
+    }
+
+    /// A delivered clip: deleted once it is archived too (unless clips are kept).
+    fn settle(&mut self, id: &str) -> anyhow::Result<()> {
+        if self.require_archive && !ClipPaths::new(&self.spool, id).archived.exists() {
             if self.logged.insert(id.to_string()) {
                 tracing::info!(event_id = %id, "delivered; waiting for the archive before deleting");
             }
@@ -482,6 +503,7 @@ impl Watchdog {
             }
         }
         spool::sync_dir(&self.spool)?;
+        self.delivered.remove(id);
         self.metrics.clips_deleted.inc();
         self.summary.deleted += 1;
         self.logged.retain(|k| !k.starts_with(id));
@@ -531,7 +553,8 @@ impl Watchdog {
         let mut pending = 0;
         let mut oldest: Option<std::time::SystemTime> = None;
         for id in ids {
-            let done = Delivery::load(&self.spool, id).ok().flatten().is_some_and(|d| d.finished());
+            let done = self.delivered.contains(id)
+                || Delivery::load(&self.spool, id).ok().flatten().is_some_and(|d| d.finished());
             if !done {
                 pending += 1;
                 let t = std::fs::metadata(ClipPaths::new(&self.spool, id).sidecar).and_then(|m| m.modified()).ok();
@@ -561,7 +584,8 @@ impl Watchdog {
             if !over(&self.spool) {
                 break;
             }
-            let done = Delivery::load(&self.spool, id).ok().flatten().is_some_and(|d| d.finished() && !d.any_failed());
+            let done = self.delivered.contains(id)
+                || Delivery::load(&self.spool, id).ok().flatten().is_some_and(|d| d.finished() && !d.any_failed());
             let archived = !self.require_archive || ClipPaths::new(&self.spool, id).archived.exists();
             if done && archived {
                 if let Err(e) = self.delete(id) {

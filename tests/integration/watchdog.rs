@@ -553,6 +553,50 @@ async fn spool_limits_evict_only_delivered_and_archived_clips() {
     shutdown.cancel();
 }
 
+/// A delivered clip waiting for its archive (S3 slow or down) costs nothing until the marker
+/// comes: the watchdog's own reads of the spool must not wake it again (inotify reports opens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_waiting_for_its_archive_leaves_the_watchdog_idle() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cfg) = plain_smtp(dir.path(), &[]);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let sp = cfg.clip.spool_dir.clone();
+    let id = "20260101T000013.000Z-cam0";
+    put_clip(&sp, id, "cam0", false);
+    let maildir = server.maildir.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "the alert", || {
+            (std::fs::read_dir(&maildir).map(|r| r.count()).unwrap_or(0) >= 2).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    let addr = running.http_addr;
+    let scans = move || metric(addr, "edgewatch_spool_scans_total");
+    // Let the pass that delivered it (and the one its own record's write may cause) finish.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = tokio::task::spawn_blocking(scans).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = tokio::task::spawn_blocking(scans).await.unwrap() - before;
+    assert!(idle <= 1.0, "{idle} passes over the spool in 2 s while nothing changed");
+    assert_eq!(spool::complete_clips(&sp).unwrap(), vec![id.to_string()], "kept until archived");
+    // The marker wakes it and the clip goes.
+    mark_archived(&sp, id);
+    let sp2 = sp.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(10), "the delete after the archive", || {
+            spool::complete_clips(&sp2).unwrap().is_empty().then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(server.messages().len(), 1, "one alert");
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}
+
 /// SIGKILL at each step of the delivery state machine, then a restart: never lost, never a
 /// second message (the accepted-but-unrecorded window resends the same Message-ID).
 #[cfg(feature = "fault-injection")]

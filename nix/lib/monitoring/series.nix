@@ -103,7 +103,7 @@ in
   watchdog = {
     description = "edgewatch watch (:9871)";
     # Not kept: alerts_suppressed_pending, clips_deleted/failed_total,
-    # spool_bytes, spool_evicted_total, watch_mode and build_info (the
+    # spool_bytes, spool_evicted_total, watch_mode, spool_scans_total and build_info (the
     # detector's is kept): no dashboard or rule reads them.
     metrics = [
       "edgewatch_alert_latency_seconds_bucket"
