@@ -580,16 +580,23 @@ metric_names() {
 edgewatch_logs_json() {
   # promtail's pipeline (nix/lib/monitoring/promtail.nix) reads edgewatch's
   # JSON lines and their `level`. Lines that are not edgewatch's (the
-  # OpenH264 encoder writes plain text to stderr) pass through unlabelled.
-  python3 - "$work/detector.log" "$work/detector-full.log" "$work/watchdog.log" "$work/watchdog-smtp-down.log" <<'PY'
-import json, os, sys
-for path in sys.argv[1:]:
+  # OpenH264 encoder writes plain text to stderr) must match the pipeline's
+  # regex stage, which gives them a level too (RE2 and Python agree on it).
+  python3 - "$work/site" "$work/detector.log" "$work/detector-full.log" "$work/watchdog.log" "$work/watchdog-smtp-down.log" <<'PY'
+import glob, json, os, re, sys
+pods = [j for f in sorted(glob.glob(f"{sys.argv[1]}/promtail-*.json"))
+        for j in json.load(open(f))["scrape_configs"] if j["job_name"] == "pods"]
+stages = [m["match"]["stages"] for m in pods[0]["pipeline_stages"] if "match" in m]
+plain = re.compile(next(s["regex"]["expression"] for s in stages[0] if "regex" in s))
+for path in sys.argv[2:]:
     levels, other = {}, []
     for l in open(path):
         if not l.strip():
             continue
         if not l.startswith("{"):
-            other.append(l.strip())
+            m = plain.match(l)
+            assert m, f"{path}: a plain line promtail would ship without a level: {l!r}"
+            other.append(f"{m['level']}: {l.strip()[:60]}")
             continue
         o = json.loads(l)
         assert o["level"] in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR"), o
@@ -597,7 +604,7 @@ for path in sys.argv[1:]:
         levels[o["level"]] = levels.get(o["level"], 0) + 1
     assert levels, f"{path}: no JSON log lines"
     print(f"edgewatch logs: {os.path.basename(path)}: {sum(levels.values())} JSON lines {levels}, "
-          f"{len(other)} plain lines from libraries {other[:1]}")
+          f"{len(other)} plain lines from libraries, each with a level {other[:1]}")
 PY
 }
 
@@ -654,7 +661,7 @@ check "alertmanager: alerts mailed over STARTTLS + AUTH, resolved too, NodeDown 
 t_start=$(date +%s)
 check "start node exporter (Pi 4 sysfs fixture), detector, watchdog, central Prometheus, agent; data and alert e-mails arrive" start_all
 check "metric names: used == kept, and exposed by node exporter / detector / watchdog / Prometheus (cAdvisor pending)" metric_names
-check "detector and watchdog logs are JSON with a level (promtail pipeline input)" edgewatch_logs_json
+check "detector and watchdog logs are JSON with a level; library lines match promtail's regex stage" edgewatch_logs_json
 check "end to end: every dashboard query returns data from the central Prometheus" e2e_queries
 check "outage: central down ${OUTAGE_SECONDS}s, then no hole in any kept series" outage
 

@@ -397,6 +397,13 @@ in
         selector = ''{namespace="edgewatch", container="detector"}'';
         stages = [
           { json.expressions.level = "level"; }
+          { regex.expression = ''^\[OpenH264\] this = \S+ (?P<level>Error|Warning|Info|Debug|Detail):''; }
+          {
+            template = {
+              source = "level";
+              template = ''{{ with .Value }}{{ if eq . "Warning" }}WARN{{ else if eq . "Error" }}ERROR{{ else if eq . "Info" }}INFO{{ else if eq . "Detail" }}TRACE{{ else }}{{ ToUpper . }}{{ end }}{{ end }}'';
+            };
+          }
           { labels.level = ""; }
           { static_labels = { component = "detector"; camera = "cam0"; }; }
           { drop = { source = "level"; value = "DEBUG"; drop_counter_reason = "debug"; }; }

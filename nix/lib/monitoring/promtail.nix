@@ -11,10 +11,20 @@
 let
   inherit (helpers) optional optionalAttrs;
 
+  openh264Line = ''^\[OpenH264\] this = \S+ (?P<level>Error|Warning|Info|Debug|Detail):'';
+  levelTemplate = ''{{ with .Value }}{{ if eq . "Warning" }}WARN{{ else if eq . "Error" }}ERROR{{ else if eq . "Info" }}INFO{{ else if eq . "Detail" }}TRACE{{ else }}{{ ToUpper . }}{{ end }}{{ end }}'';
+
   # edgewatch's JSON lines (tracing-subscriber's JSON format): the level
   # becomes a label, the rest stays queryable with `| json`.
   edgewatchStages = { component, camera }: [
     { json.expressions = { level = "level"; }; }
+    # Not JSON: OpenH264 prints its own warning to stderr when a clip encoder
+    # starts ("[OpenH264] this = 0x..., Warning:..."), before its log level
+    # can be set through the Rust binding.
+    { regex.expression = openh264Line; }
+    # Its level in tracing's spelling, so {level="WARN"} finds both kinds.
+    # `with`: no level extracted leaves none (an empty result drops the key).
+    { template = { source = "level"; template = levelTemplate; }; }
     { labels = { level = ""; }; }
     { static_labels = { inherit component; } // optionalAttrs (camera != null) { inherit camera; }; }
     { drop = { source = "level"; value = "DEBUG"; drop_counter_reason = "debug"; }; }
