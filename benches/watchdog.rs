@@ -10,11 +10,18 @@
 //! against a production MTA listening there (bench/postfix.sh starts a private Postfix).
 //! Arrivals are spread evenly over the polling interval, as real events are.
 //!
+//! Against an external MTA the run ends with its floor: the same message, built and dot-stuffed
+//! in advance, sent by a minimal client on one connection with the same arrival spread. No
+//! client can beat that; the watchdog's figures minus it are the watchdog's own cost.
+//!
 //! `cargo bench --bench watchdog` (needs scripts/deps.sh test: aiosmtpd and a fixture clip).
+//! `BENCH_SKIP_AIOSMTPD=1` measures the external MTA alone.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use edgewatch::config::{Config, SmtpTls, WatchMode};
 use edgewatch::spool::{self, ClipPaths, Sidecar};
@@ -26,6 +33,65 @@ const POLL: Duration = Duration::from_secs(3);
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The pause before the next event: evenly spread points of the polling interval.
+fn gap(i: usize) -> Duration {
+    Duration::from_millis((i as u64 * 1237) % POLL.as_millis() as u64)
+}
+
+/// SMTP's transparency rule (a line starting with '.' gets another), then the end of DATA.
+fn dot_stuff(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 5);
+    let mut line_start = true;
+    for &b in msg {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    out.extend_from_slice(b"\r\n.\r\n");
+    out
+}
+
+/// The MTA's floor: MAIL FROM -> 250 for a ready-made payload on one plain connection, seconds.
+fn mta_floor(port: u16, payload: &[u8], n: usize) -> Vec<f64> {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("the MTA");
+    s.set_nodelay(true).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut reply = |want: &str| {
+        let mut l = String::new();
+        // Multi-line replies ("250-...") end with a line whose fourth byte is a space.
+        while l.len() < 4 || l.as_bytes()[3] == b'-' {
+            l.clear();
+            r.read_line(&mut l).unwrap();
+        }
+        assert!(l.starts_with(want), "MTA said {l:?}, expected {want}");
+    };
+    reply("220");
+    w.write_all(b"EHLO bench.local\r\n").unwrap();
+    reply("250");
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let t0 = Instant::now();
+        for (cmd, want) in [
+            ("MAIL FROM:<edgewatch@localhost>\r\n", "250"),
+            ("RCPT TO:<ops@example.com>\r\n", "250"),
+            ("DATA\r\n", "354"),
+        ] {
+            w.write_all(cmd.as_bytes()).unwrap();
+            reply(want);
+        }
+        w.write_all(payload).unwrap();
+        reply("250");
+        out.push(t0.elapsed().as_secs_f64());
+        std::thread::sleep(gap(i));
+    }
+    let _ = w.write_all(b"QUIT\r\n");
+    out.sort_by(|a, b| a.total_cmp(b));
+    out
 }
 
 fn now_unix() -> f64 {
@@ -147,8 +213,7 @@ async fn measure(server: Server, mode: WatchMode, clip: &(Vec<u8>, Vec<u8>, Side
             out.transfer.push(t_data - t_mail);
         }
         // The next event comes at an evenly spread point of the polling interval.
-        let gap = Duration::from_millis((i as u64 * 1237) % POLL.as_millis() as u64);
-        tokio::time::sleep(gap).await;
+        tokio::time::sleep(gap(i)).await;
     }
     stop.cancel();
     running.wait().await.unwrap();
@@ -176,10 +241,43 @@ fn main() {
         (a, port)
     });
     let ms = |v: f64| v * 1e3;
+    // The same message as the watchdog sends, built here once.
+    let payload = {
+        let cfg = Config::default();
+        let alert = edgewatch::watchdog::mail::Alert {
+            sidecar: &clip.2,
+            message_id: "<floor@bench>",
+            clip: Some(clip.0.clone()),
+            still: Some(clip.1.clone()),
+            link: None,
+            summary: &[],
+        };
+        let msg = edgewatch::watchdog::mail::build(&cfg.smtp, "ops@example.com", &alert).expect("message");
+        dot_stuff(&msg.formatted())
+    };
+    let floor = |server: Server, total: &[f64]| {
+        if let Server::External(port) = server {
+            let f = mta_floor(port, &payload, CLIPS);
+            println!(
+                "  MTA floor: same {:.1} MB message ready-made, minimal client (MAIL FROM -> 250)   median {:8.1} ms   p99 {:8.1} ms",
+                payload.len() as f64 / 1e6,
+                ms(percentile(&f, 0.5)),
+                ms(percentile(&f, 0.99))
+            );
+            println!(
+                "  watchdog's own cost over the floor: median {:+.1} ms, p99 {:+.1} ms",
+                ms(percentile(total, 0.5) - percentile(&f, 0.5)),
+                ms(percentile(total, 0.99) - percentile(&f, 0.99))
+            );
+        }
+    };
     let row = |name: &str, v: &[f64]| {
         println!("  {name:<38} median {:8.1} ms   p99 {:8.1} ms", ms(percentile(v, 0.5)), ms(percentile(v, 0.99)))
     };
-    let mut servers = vec![(Server::Aiosmtpd, "loopback aiosmtpd (Python)".to_string())];
+    let mut servers = vec![];
+    if std::env::var("BENCH_SKIP_AIOSMTPD").map_or(true, |v| v != "1") {
+        servers.push((Server::Aiosmtpd, "loopback aiosmtpd (Python)".to_string()));
+    }
     if let Some((addr, port)) = &external {
         servers.push((Server::External(*port), format!("MTA at {addr}")));
     }
@@ -189,6 +287,7 @@ fn main() {
             // BENCH_POLL_CLIPS=0: the inotify figures alone.
             println!("watchdog latency: sidecar rename -> SMTP 250 OK, {CLIPS} clips, inotify only, {name}");
             row("inotify: total (rename -> 250)", &inotify.total);
+            floor(server, &inotify.total);
             continue;
         }
         let poll = rt.block_on(measure(server, WatchMode::Poll, &clip, n_poll));
@@ -219,5 +318,6 @@ fn main() {
             ms(percentile(&inotify.total, 0.99)),
             percentile(&poll.total, 0.5) / percentile(&inotify.total, 0.5)
         );
+        floor(server, &inotify.total);
     }
 }
