@@ -2,6 +2,8 @@
 # modules can refer to pkgs.edgewatch & co. in any (cross) package set.
 final: _prev: {
   edgewatch = final.callPackage ./edgewatch.nix { };
+  # The same binary with the onnxruntime backend and nixpkgs' library.
+  edgewatch-onnxruntime = final.edgewatch.override { withOnnxruntime = true; };
   edgewatch-model-demo = final.callPackage ./model.nix { };
   edgewatch-images = final.callPackage ./images.nix { };
   edgewatch-manifests-for = final.callPackage ./manifests.nix { };

@@ -5,7 +5,20 @@
 # openh264 compiles bundled C/C++ (stdenv's g++; nasm speeds up x86 only);
 # aws-sdk uses rustls, so no OpenSSL. Tests need ffmpeg and run outside Nix,
 # hence doCheck = false here and a separate check in flake.nix.
-{ lib, stdenv, rustPlatform, nasm }:
+#
+# withOnnxruntime (the edgewatch-onnxruntime package): the second inference
+# backend (`model.backend = "onnxruntime"`, cargo feature `onnxruntime`),
+# which loads nixpkgs' libonnxruntime at run time through ORT_DYLIB_PATH.
+# A binary wrapper sets that default, so no shell is needed in the images and
+# `model.onnxruntime-library` still overrides it.
+{ lib
+, stdenv
+, rustPlatform
+, nasm
+, makeBinaryWrapper
+, onnxruntime
+, withOnnxruntime ? false
+}:
 let
   root = ../..;
   manifest = lib.importTOML (root + "/Cargo.toml");
@@ -34,7 +47,17 @@ rustPlatform.buildRustPackage {
   cargoLock.lockFile = root + "/Cargo.lock";
 
   nativeBuildInputs = [ rustPlatform.bindgenHook ]
-    ++ lib.optional stdenv.hostPlatform.isx86_64 nasm;
+    ++ lib.optional stdenv.hostPlatform.isx86_64 nasm
+    ++ lib.optional withOnnxruntime makeBinaryWrapper;
+
+  buildFeatures = lib.optional withOnnxruntime "onnxruntime";
+
+  # makeBinaryWrapper's wrapProgram; --set-default leaves an operator's
+  # ORT_DYLIB_PATH alone.
+  postFixup = lib.optionalString withOnnxruntime ''
+    wrapProgram $out/bin/edgewatch \
+      --set-default ORT_DYLIB_PATH ${lib.getLib onnxruntime}/lib/libonnxruntime${stdenv.hostPlatform.extensions.sharedLibrary}
+  '';
 
   doCheck = false;
 
