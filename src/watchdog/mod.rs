@@ -573,31 +573,44 @@ impl Watchdog {
     /// Spool limits: evict delivered and archived clips oldest first; never an undelivered one.
     fn enforce_limits(&mut self, ids: &[String]) {
         let (max_size, min_free) = (self.cfg.watch.spool_max_size.as_u64(), self.cfg.watch.spool_min_free.as_u64());
-        let size = |spool: &Path| -> u64 {
+        let bytes_of = |files: &[PathBuf]| -> u64 {
+            files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
+        };
+        let spool_size = |spool: &Path| -> u64 {
             std::fs::read_dir(spool)
                 .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
                 .unwrap_or(0)
         };
-        let over = |spool: &Path| size(spool) > max_size || spool::free_space(spool).unwrap_or(u64::MAX) < min_free;
+        // Measured once and then kept up to date by what is evicted: re-reading the spool for
+        // every candidate would cost (clips x files) stats per pass, just when it is full.
+        let (mut size, mut free) = (spool_size(&self.spool), spool::free_space(&self.spool).unwrap_or(u64::MAX));
         let mut evicted = 0;
         for id in ids {
-            if !over(&self.spool) {
+            if size <= max_size && free >= min_free {
                 break;
             }
             let done = self.delivered.contains(id)
                 || Delivery::load(&self.spool, id).ok().flatten().is_some_and(|d| d.finished() && !d.any_failed());
             let archived = !self.require_archive || ClipPaths::new(&self.spool, id).archived.exists();
             if done && archived {
+                let bytes = bytes_of(&clip_files(&self.spool, id));
                 if let Err(e) = self.delete(id) {
                     tracing::error!(event_id = %id, error = %format!("{e:#}"), "cannot evict clip");
                     break;
                 }
+                size = size.saturating_sub(bytes);
+                free = free.saturating_add(bytes);
                 self.metrics.spool_evicted.inc();
                 evicted += 1;
             }
         }
-        let still_over = over(&self.spool);
-        self.metrics.spool_bytes.set(size(&self.spool) as i64);
+        if evicted > 0 {
+            // The running figures are estimates (the filesystem's blocks); the gauges get the truth.
+            size = spool_size(&self.spool);
+            free = spool::free_space(&self.spool).unwrap_or(u64::MAX);
+        }
+        let still_over = size > max_size || free < min_free;
+        self.metrics.spool_bytes.set(size as i64);
         self.metrics.spool_over_limit.set(still_over as i64);
         if evicted > 0 {
             tracing::warn!(evicted, "spool over its limits: evicted delivered and archived clips");
