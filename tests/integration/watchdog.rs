@@ -96,6 +96,18 @@ impl SmtpServer {
             .collect()
     }
 
+    /// Waits (up to 30 s) until `n` messages are in the maildir: each is an .eml and its envelope.
+    pub async fn wait_for(&self, n: usize, what: &'static str) {
+        let maildir = self.maildir.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_until(Duration::from_secs(30), what, || {
+                (std::fs::read_dir(&maildir).map(|r| r.count()).unwrap_or(0) >= 2 * n).then_some(())
+            })
+        })
+        .await
+        .unwrap();
+    }
+
     pub fn configure(&self, c: &mut Config, tls: SmtpTls) {
         c.smtp.host = "localhost".into();
         c.smtp.port = Some(self.port);
@@ -228,15 +240,7 @@ async fn alert_carries_the_clip_the_still_and_the_event_over_starttls_and_auth()
     let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
     let clip = put_clip(&cfg.clip.spool_dir, "20260101T000000.000Z-cam0", "cam0", false);
     let clip_bytes = std::fs::read(&clip).unwrap();
-    let msgs = tokio::task::spawn_blocking({
-        let maildir = server.maildir.clone();
-        move || {
-            wait_until(Duration::from_secs(30), "the alert", || {
-                (std::fs::read_dir(&maildir).map(|r| r.count()).unwrap_or(0) >= 2).then_some(())
-            })
-        }
-    });
-    msgs.await.unwrap();
+    server.wait_for(1, "the alert").await;
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1);
     let (raw, env) = &msgs[0];
@@ -514,14 +518,7 @@ async fn spool_limits_evict_only_delivered_and_archived_clips() {
     put_clip(&sp, "20260101T000010.000Z-cam0", "cam0", true);
     put_clip(&sp, "20260101T000011.000Z-cam0", "cam0", true);
     put_clip(&sp, "20260101T000012.000Z-cam0", "cam0", false); // delivered, not archived
-    let maildir = server.maildir.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(30), "three alerts", || {
-            (std::fs::read_dir(&maildir).map(|r| r.count()).unwrap_or(0) >= 6).then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    server.wait_for(3, "three alerts").await;
     shutdown.cancel();
     running.wait().await.unwrap();
     assert_eq!(spool::complete_clips(&sp).unwrap().len(), 3, "kept while under the limits");
@@ -565,14 +562,7 @@ async fn a_clip_waiting_for_its_archive_leaves_the_watchdog_idle() {
     let sp = cfg.clip.spool_dir.clone();
     let id = "20260101T000013.000Z-cam0";
     put_clip(&sp, id, "cam0", false);
-    let maildir = server.maildir.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(30), "the alert", || {
-            (std::fs::read_dir(&maildir).map(|r| r.count()).unwrap_or(0) >= 2).then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    server.wait_for(1, "the alert").await;
     let addr = running.http_addr;
     let scans = move || metric(addr, "edgewatch_spool_scans_total");
     // Let the pass that delivered it (and the one its own record's write may cause) finish.
@@ -706,14 +696,7 @@ async fn a_clip_over_the_attachment_limit_is_sent_as_a_presigned_link() {
         .await
         .unwrap();
     mark_archived(&cfg.clip.spool_dir, id);
-    let maildir = server.maildir.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(30), "the alert with a link", || {
-            (std::fs::read_dir(&maildir).map(|r| r.count()).unwrap_or(0) >= 2).then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    server.wait_for(1, "the alert with a link").await;
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1);
     let parts = parts(&msgs[0].0);
