@@ -1,7 +1,8 @@
 //! Per-frame cost of streaming inference vs re-running the backbone over the whole window.
 //!
-//! Same engine (tract), same model (the bundled demo model, T=16), same frames, one run.
-//! `cargo bench --bench inference` prints both figures and their ratio.
+//! Same engine (tract), same model (the bundled demo model, T=16, or the contract in
+//! `BENCH_MODEL_DIR`), same frames, one run. `cargo bench --bench inference` prints both figures,
+//! their ratio, and the head's share of the streaming step.
 //!
 //! With `--features onnxruntime` it also times the backbone alone on tract and on onnxruntime
 //! (same model, same frames, one thread each). The library is `ORT_DYLIB_PATH`, else the one in
@@ -17,7 +18,10 @@ use edgewatch::source::AviReader;
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let (model_dir, _) = edgewatch::demo::unpack_assets(dir.path()).unwrap();
+    let model_dir = match std::env::var_os("BENCH_MODEL_DIR") {
+        Some(d) => d.into(),
+        None => edgewatch::demo::unpack_assets(dir.path()).unwrap().0,
+    };
     let bundle = ModelBundle::from_dir(&model_dir, "").unwrap();
     let engine = Engine::load(&bundle, 1).unwrap();
     let t = engine.manifest.temporal.window;
@@ -70,6 +74,14 @@ fn main() {
     }
     let windowed = t0.elapsed() / windowed_frames as u32;
 
+    // The head alone over a full ring: what each step pays on top of its one backbone run.
+    let ring: VecDeque<Vec<f32>> = tensors[..t].iter().map(|x| engine.feature(x.clone()).unwrap()).collect();
+    let t0 = Instant::now();
+    for _ in 0..frames {
+        engine.score(ring.iter()).unwrap();
+    }
+    let head = t0.elapsed() / frames as u32;
+
     // Same answers: the streaming ring holds exactly the window the windowed path recomputes.
     for (a, b) in scores_stream.iter().zip(&scores_window) {
         assert!((a - b).abs() < 1e-4, "streaming {a} vs windowed {b}");
@@ -77,8 +89,11 @@ fn main() {
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "inference benchmark: demo model {}x{}, T={t}, tract, 1 thread",
-        engine.manifest.input.width, engine.manifest.input.height
+        "inference benchmark: {} ({}x{}, T={t}, F={}), tract, 1 thread",
+        engine.manifest.name,
+        engine.manifest.input.width,
+        engine.manifest.input.height,
+        engine.manifest.temporal.feature_dim
     );
     println!("  preprocess (JPEG 640x480 decode + resize + normalise): {:8.3} ms/frame", ms(prep));
     println!("    of which JPEG decode {:.3} ms, resize + normalise {:.3} ms", ms(decode), ms(resize));
@@ -86,6 +101,7 @@ fn main() {
         "  streaming  (1 backbone + 1 head per frame):           {:8.3} ms/frame  ({frames} frames)",
         ms(streaming)
     );
+    println!("    of which the head over the ring of {t} features:       {:8.3} ms/frame", ms(head));
     println!(
         "  windowed   ({t} backbones + 1 head per frame):          {:8.3} ms/frame  ({windowed_frames} frames)",
         ms(windowed)

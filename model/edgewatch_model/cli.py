@@ -101,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="edgewatch-mobilenetv2-bilstm")
     p.add_argument("--description", default="MobileNetV2 + BiLSTM trained by edgewatch-model")
     p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--no-hoist", action="store_true", help="keep the LSTM's input projection in the head (see `hoist`)")
 
     p = sub.add_parser("convert", help="split a fused [1,T,3,H,W] model into the contract, verified")
     p.add_argument("fused", help="the fused ONNX model")
@@ -119,6 +120,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--class-index", type=int, help="take element K of a [1,C] output (e.g. 1 for [NonFight, Fight])")
     p.add_argument("--sigmoid", action="store_true", help="the output is a logit: apply a sigmoid")
     p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--no-hoist", action="store_true", help="keep the LSTM's input projection in the head (see `hoist`)")
+
+    p = sub.add_parser("hoist", help="move the head LSTM's input projection into the backbone (once per frame "
+                                     "instead of T times per window), verified; export and convert do it already")
+    p.add_argument("model", help="model folder")
+    p.add_argument("--out", help="write here instead of rewriting MODEL in place")
 
     p = sub.add_parser("evaluate", help="metrics of a model on labelled clips, streaming as the detector")
     p.add_argument("model", help="model folder")
@@ -222,7 +229,7 @@ def cmd_train(a) -> int:
 def cmd_export(a) -> int:
     from .export import export
 
-    export(a.checkpoint, a.out, a.name, a.description, a.threshold)
+    export(a.checkpoint, a.out, a.name, a.description, a.threshold, hoist_projection=not a.no_hoist)
     return 0
 
 
@@ -230,7 +237,18 @@ def cmd_convert(a) -> int:
     from .convert import convert
 
     convert(a.fused, a.out, a.name, a.sample_fps, a.description, a.window, a.size, a.mean, a.std, a.bgr,
-            a.class_index, a.sigmoid, a.threshold)
+            a.class_index, a.sigmoid, a.threshold, hoist_projection=not a.no_hoist)
+    return 0
+
+
+def cmd_hoist(a) -> int:
+    from .hoist import NotHoistable, hoist_dir
+
+    try:
+        hoist_dir(a.model, a.out or a.model)
+    except NotHoistable as e:
+        print(f"error: {a.model}: not hoistable: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -312,6 +330,6 @@ def cmd_example(a) -> int:
     return 0
 
 
-COMMANDS = {"synth": cmd_synth, "train": cmd_train, "export": cmd_export, "convert": cmd_convert,
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "export": cmd_export, "convert": cmd_convert, "hoist": cmd_hoist,
             "evaluate": cmd_evaluate, "verify": cmd_verify, "scores": cmd_scores, "fuse": cmd_fuse,
             "demo-video": cmd_demo_video, "example": cmd_example}

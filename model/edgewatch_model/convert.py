@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from . import onnx_build
+from . import hoist, onnx_build
 from .contract import (MANIFEST, Contract, ContractError, fused_runner, manifest_text, sample_inputs,
                        verify_equivalence)
 
@@ -531,7 +531,7 @@ def build_head(model: onnx.ModelProto, static: onnx.ModelProto, p: Plan, values:
 def convert(fused_path: str, out: str, name: str, sample_fps: float, description: str = "",
             window: int | None = None, size: tuple[int, int] | None = None, mean=(0.485, 0.456, 0.406),
             std=(0.229, 0.224, 0.225), bgr: bool = False, class_index: int | None = None, sigmoid: bool = False,
-            threshold: float = 0.5, log=print) -> dict:
+            threshold: float = 0.5, log=print, hoist_projection: bool = True) -> dict:
     try:
         model = onnx.load(fused_path)
     except Exception as e:  # noqa: BLE001
@@ -543,14 +543,15 @@ def convert(fused_path: str, out: str, name: str, sample_fps: float, description
     p, static, values = analyse(model, window, size, log)
     bb = build_backbone(model, static, p, bgr)
     hd = build_head(model, static, p, values, class_index, sigmoid)
+    bb, hd, feature_dim = hoist.hoist_or_keep(bb, hd, p.F, log) if hoist_projection else (bb, hd, p.F)
     os.makedirs(out, exist_ok=True)
     bb_sha, bb_n = onnx_build.save(bb, os.path.join(out, "backbone.onnx"))
     hd_sha, hd_n = onnx_build.save(hd, os.path.join(out, "head.onnx"))
     desc = description or f"converted from {os.path.basename(fused_path)} by edgewatch-model convert"
-    text = manifest_text(name, desc, p.W, p.H, mean, std, p.T, sample_fps, p.F, threshold, bb_sha, hd_sha)
+    text = manifest_text(name, desc, p.W, p.H, mean, std, p.T, sample_fps, feature_dim, threshold, bb_sha, hd_sha)
     with open(os.path.join(out, MANIFEST), "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
-    log(f"wrote {out}: backbone.onnx {bb_n} bytes, head.onnx {hd_n} bytes, F={p.F}, T={p.T}, {p.W}x{p.H}")
+    log(f"wrote {out}: backbone.onnx {bb_n} bytes, head.onnx {hd_n} bytes, F={feature_dim}, T={p.T}, {p.W}x{p.H}")
     c = Contract(out)
     ops = sorted(set(onnx_build.ops_used(c.models["backbone"])) | set(onnx_build.ops_used(c.models["head"])))
     extra = [o for o in ops if o not in onnx_build.CONTRACT_OPS]
@@ -558,6 +559,12 @@ def convert(fused_path: str, out: str, name: str, sample_fps: float, description
     if extra:
         log(f"note: {', '.join(extra)} are parsed by tract 0.23 but not exercised by edgewatch's own tests; run the "
             "model through `edgewatch` once before deploying it")
+    reverse = [n.name or n.op_type for n in c.models["head"].graph.node if n.op_type == "LSTM" and
+               any(a.name == "direction" and a.s == b"reverse" for a in n.attribute)]
+    if reverse:
+        # Found while hoisting: tract 0.23.9 runs a reverse-only LSTM forwards (bidirectional is right).
+        log(f"warning: {', '.join(reverse)} is a reverse-only LSTM, which tract 0.23 computes wrongly; run this "
+            "model with model.backend = \"onnxruntime\"")
     log("verify: streaming (backbone per frame + head) vs the original fused model, onnxruntime:")
     run = fused_runner(static, layout=p.layout, bgr=bgr, index=class_index or 0)
     if sigmoid:
@@ -568,7 +575,8 @@ def convert(fused_path: str, out: str, name: str, sample_fps: float, description
         ref = run
     worst = verify_equivalence(c, ref, sample_inputs(c.m), 1e-4, log)
     log(f"verify OK: max |streaming - fused| = {worst:.2e} (<= 1e-4)")
-    return {"dir": out, "ops": ops, "extra_ops": extra, "max_diff": worst, "feature_dim": p.F, "window": p.T}
+    return {"dir": out, "ops": ops, "extra_ops": extra, "max_diff": worst, "feature_dim": feature_dim, "window": p.T,
+            "reverse_lstm": reverse}
 
 
 __all__ = ["convert", "ConvertError", "ContractError"]

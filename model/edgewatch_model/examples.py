@@ -39,7 +39,9 @@ def _w(rng, *shape, scale=None):
     return (rng.standard_normal(shape) * s).astype(np.float32)
 
 
-def build(variant: str, window: int = 8, size: int = 32, seed: int = 0) -> onnx.ModelProto:
+def build(variant: str, window: int = 8, size: int = 32, seed: int = 0, hidden: int | None = None) -> onnx.ModelProto:
+    """`hidden` overrides the LSTM's hidden size (the default keeps 4 x hidden >= F, so the
+    head's input projection is not worth hoisting; below F/4 it is)."""
     rng = np.random.default_rng(seed)
     T, H, W = window, size, size
     g = GraphBuilder()
@@ -60,7 +62,7 @@ def build(variant: str, window: int = 8, size: int = 32, seed: int = 0) -> onnx.
         x = g.node("Relu", [x])[0]
         x = g.node("GlobalAveragePool", [x])[0]
         x = g.node("Flatten", [x], axis=1)[0]  # [T,16]
-        F, Hd = 16, 8
+        F, Hd = 16, hidden or 8
         x = g.node("Reshape", [x, g.const("shape", np.array([1, T, F], np.int64))])[0]
         x = g.node("Transpose", [x], perm=[1, 0, 2])[0]
         _y, yh, _c = g.node("LSTM", [x, g.const("W", _w(rng, 2, 4 * Hd, F, scale=0.3)),
@@ -92,7 +94,7 @@ def build(variant: str, window: int = 8, size: int = 32, seed: int = 0) -> onnx.
         b0 = g.node("Slice", [xs, g.const("s", np.array([0], np.int64)), g.const("e", np.array([1], np.int64))])[0]
         flat_shape = g.node("Concat", [b0, g.const("m1", np.array([-1], np.int64))], axis=0)[0]
         x = g.node("Reshape", [x, flat_shape])[0]  # [N*T,12]
-        F, Hd = 12, 6
+        F, Hd = 12, hidden or 6
         nt = g.node("Slice", [shp, g.const("s", np.array([0], np.int64)), g.const("e", np.array([2], np.int64))])[0]
         split_shape = g.node("Concat", [nt, g.const("f", np.array([F], np.int64))], axis=0)[0]
         x = g.node("Reshape", [x, split_shape])[0]  # [N,T,F]

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from . import checkpoint, net, onnx_build
+from . import checkpoint, hoist, net, onnx_build
 from .contract import (MANIFEST, Contract, ContractError, fused_runner, manifest_text, sample_inputs,
                        verify_equivalence)
 
@@ -30,21 +30,22 @@ def load_checkpoint(path: str):
 
 
 def export(ckpt: str, out: str, name: str, description: str, threshold: float = 0.5, log=print,
-           verify: bool = True) -> dict:
+           verify: bool = True, hoist_projection: bool = True) -> dict:
     cfg, params, state, meta = load_checkpoint(ckpt)
     os.makedirs(out, exist_ok=True)
     bb = onnx_build.backbone_graph(cfg, params, state)
     hd = onnx_build.head_graph(cfg, params)
+    bb, hd, feature_dim = hoist.hoist_or_keep(bb, hd, cfg.feature_dim, log) if hoist_projection else (bb, hd, cfg.feature_dim)
     bb_sha, bb_n = onnx_build.save(bb, os.path.join(out, "backbone.onnx"))
     hd_sha, hd_n = onnx_build.save(hd, os.path.join(out, "head.onnx"))
     text = manifest_text(name, description, cfg.width, cfg.height, cfg.mean, cfg.std, cfg.window,
-                         cfg.sample_fps, cfg.feature_dim, threshold, bb_sha, hd_sha)
+                         cfg.sample_fps, feature_dim, threshold, bb_sha, hd_sha)
     with open(os.path.join(out, MANIFEST), "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
     log(f"exported {ckpt} -> {out}")
     log(f"  backbone.onnx {bb_n:>9d} bytes  sha256 {bb_sha}")
     log(f"  head.onnx     {hd_n:>9d} bytes  sha256 {hd_sha}")
-    log(f"  input {cfg.width}x{cfg.height}, T={cfg.window}, sample-fps {cfg.sample_fps:g}, F={cfg.feature_dim}, "
+    log(f"  input {cfg.width}x{cfg.height}, T={cfg.window}, sample-fps {cfg.sample_fps:g}, F={feature_dim}, "
         f"width {cfg.width_mult}, hidden {cfg.hidden}, threshold {threshold}")
     result = {"dir": out, "backbone_sha256": bb_sha, "head_sha256": hd_sha, "config": cfg}
     if verify:
@@ -70,6 +71,9 @@ def verify_export(out: str, cfg, params, state, log=print) -> dict:
         ref = float(1 / (1 + np.exp(-float(logit_fn(params, jnp.asarray(feats[None]))[0]))))
         onnx_feats = np.stack([c.feature(w[t:t + 1]) for t in range(len(w))])
         got = c.score(onnx_feats)
+        if c.m.feature_dim != cfg.feature_dim:  # hoisted: compare the projected features
+            hw, hb = np.asarray(params["head"]["W"], np.float32), np.asarray(params["head"]["b"], np.float32)
+            feats = np.concatenate([feats @ hw[d].T + hb[d] for d in range(len(hw))], axis=1)
         worst_jax = max(worst_jax, abs(ref - got))
         log(f"  ONNX vs JAX: score {got:.6f} vs {ref:.6f} (|diff| {abs(ref - got):.1e}), features max |diff| "
             f"{float(np.max(np.abs(feats - onnx_feats))):.1e}")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgewatch_model import onnx_build
-from edgewatch_model.contract import MANIFEST, Contract, parse_manifest
+from edgewatch_model.contract import MANIFEST, Contract, parse_manifest, sample_inputs
 from edgewatch_model.evaluate import evaluate
 from edgewatch_model.export import export
 from edgewatch_model.metrics import roc_auc, threshold_for_fpr
@@ -70,7 +70,23 @@ def test_export_is_verified(exported):
     assert r["max_diff_jax"] <= 1e-3  # ONNX == the trained JAX model
     assert set(r["ops"]) <= onnx_build.CONTRACT_OPS
     c = Contract(out, strict_ops=True)
-    assert (c.m.width, c.m.height, c.m.window, c.m.sample_fps, c.m.feature_dim) == (48, 48, 4, 5.0, 1280)
+    # The LSTM's input projection is hoisted into the backbone: F is 2 directions x 4 gates x hidden.
+    hidden = r["config"].hidden
+    assert (c.m.width, c.m.height, c.m.window, c.m.sample_fps, c.m.feature_dim) == (48, 48, 4, 5.0, 8 * hidden)
+    assert r["config"].feature_dim == 1280 and 8 * hidden < 1280
+
+
+def test_export_without_hoist_matches_the_hoisted_export(tiny_run, exported, tmp_path):
+    out, _ = exported
+    plain = export(tiny_run["best_path"], str(tmp_path), "tiny", "tiny test model", log=quiet,
+                   hoist_projection=False)
+    a, b = Contract(str(tmp_path)), Contract(out)
+    assert a.m.feature_dim == 1280 and b.m.feature_dim < 1280
+    assert plain["max_diff_fused"] <= 1e-4 and plain["max_diff_jax"] <= 1e-3
+    for w in sample_inputs(a.m):
+        sa = a.score(np.stack([a.feature(w[t:t + 1]) for t in range(len(w))]))
+        sb = b.score(np.stack([b.feature(w[t:t + 1]) for t in range(len(w))]))
+        assert abs(sa - sb) <= 1e-5, (sa, sb)
 
 
 def test_export_is_deterministic(tiny_run, exported, tmp_path):

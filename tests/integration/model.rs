@@ -106,8 +106,8 @@ fn corrupted_and_mismatched_models_are_refused() {
 #[test]
 fn the_shipped_demo_model_scores_the_burst_above_and_the_calm_below_its_threshold() {
     let b = ModelBundle::from_dir(&demo_model(), "").unwrap();
-    assert_eq!(sha256_hex(&b.backbone), "f98f73e22e6da04ae275a893404883739f7dc66d46d4f40cd83aa29bab3c4bcf");
-    assert_eq!(sha256_hex(&b.head), "de3d23079ffcc8309675e4e2524a23fd4c1ffebaff00730699082733ade23a0a");
+    assert_eq!(sha256_hex(&b.backbone), "fd916b991ad83d902160020075b2ee9127f1f8d4871bd7dd1b93f6d3b6744d85");
+    assert_eq!(sha256_hex(&b.head), "ae392843af128603313dcd4d5dc7f0442eff6289b937c6e61de943d182b3d9db");
     // What `edgewatch demo` embeds is this very model and video.
     assert_eq!(edgewatch::demo::DEMO_BACKBONE, &b.backbone[..]);
     assert_eq!(edgewatch::demo::DEMO_VIDEO, &std::fs::read(repo().join("demo/demo.avi")).unwrap()[..]);
