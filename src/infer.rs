@@ -137,9 +137,18 @@ fn load_plan(
     out_shape: &[usize],
 ) -> Result<Plan, ModelError> {
     let contract = |msg: String| ModelError::Contract { what: format!("{what} ({})", spec.file), msg };
-    let mut model = tract_onnx::onnx()
-        .model_for_read(&mut std::io::Cursor::new(bytes))
+    let onnx = tract_onnx::onnx();
+    let proto = onnx
+        .proto_model_for_read(&mut std::io::Cursor::new(bytes))
         .map_err(|e| contract(format!("not a loadable ONNX graph: {e}")))?;
+    if let Some(node) = reverse_only_lstm(&proto) {
+        return Err(contract(format!(
+            "node `{node}` is a reverse-only LSTM, which tract 0.23 runs forwards (its scores would be wrong); \
+             run this model with model.backend = \"onnxruntime\""
+        )));
+    }
+    let mut model =
+        onnx.model_for_proto_model(&proto).map_err(|e| contract(format!("not a loadable ONNX graph: {e}")))?;
     let inputs = model.input_outlets().map_err(|e| contract(e.to_string()))?.to_vec();
     if inputs.len() != 1 {
         return Err(contract(format!("expected 1 input, found {}", inputs.len())));
@@ -168,6 +177,17 @@ fn load_plan(
         return Err(contract(format!("output shape is {:?}, the contract needs {out_shape:?}", fact.shape)));
     }
     typed.into_runnable().map_err(|e| contract(e.to_string()))
+}
+
+/// The first LSTM with `direction = "reverse"`: tract 0.23.9 computes those as if they ran
+/// forwards (its bidirectional LSTM is right), found by model/edgewatch_model/hoist.py's checks.
+fn reverse_only_lstm(proto: &tract_onnx::pb::ModelProto) -> Option<String> {
+    let graph = proto.graph.as_ref()?;
+    graph
+        .node
+        .iter()
+        .find(|n| n.op_type == "LSTM" && n.attribute.iter().any(|a| a.name == "direction" && a.s == b"reverse"))
+        .map(|n| if n.name.is_empty() { n.output.first().cloned().unwrap_or_default() } else { n.name.clone() })
 }
 
 /// The contract's shapes: backbone input and output, head input and output.

@@ -6,6 +6,7 @@ use std::path::Path;
 use edgewatch::infer::{Engine, Preprocessor, Streamer};
 use edgewatch::model::{sha256_hex, ModelBundle};
 use edgewatch::source::{FileSource, FrameSource, Sampler};
+use tract_onnx::prelude::Framework;
 
 use crate::common::{demo_model, repo, test_model};
 
@@ -93,6 +94,25 @@ fn corrupted_and_mismatched_models_are_refused() {
     edit_manifest(&d, &b.manifest.head.sha256, &sha256_hex(b"this is not a protobuf"));
     let e = load_err(&d);
     assert!(e.contains("not a loadable ONNX graph"), "{e}");
+
+    // A reverse-only LSTM in the head: tract would run it forwards, so it is refused, with the
+    // way out. (The test model's bidirectional LSTM relabelled; the check runs before analysis.)
+    let d = tmp.path().join("reverse");
+    copy_model(&d);
+    let onnx = tract_onnx::onnx();
+    let mut proto = onnx.proto_model_for_path(d.join("head.onnx")).unwrap();
+    let lstm = proto.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type == "LSTM").unwrap();
+    lstm.attribute.iter_mut().find(|a| a.name == "direction").unwrap().s = b"reverse".to_vec();
+    let edited = prost::Message::encode_to_vec(&proto);
+    std::fs::write(d.join("head.onnx"), &edited).unwrap();
+    edit_manifest(&d, &b.manifest.head.sha256, &sha256_hex(&edited));
+    let e = load_err(&d);
+    assert!(
+        e.contains("head (head.onnx)")
+            && e.contains("is a reverse-only LSTM, which tract 0.23 runs forwards")
+            && e.contains("model.backend = \"onnxruntime\""),
+        "{e}"
+    );
 
     // Missing directory.
     let e = load_err(&tmp.path().join("nope"));
