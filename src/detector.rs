@@ -115,8 +115,17 @@ async fn pipeline(
             return Err(e.context(format!("loading the model from {}", cfg.model.source)));
         }
     };
-    let (b2, model_cfg) = (bundle.clone(), cfg.model.clone());
-    let engine = tokio::task::spawn_blocking(move || Engine::load_with(&b2, &model_cfg)).await??;
+    let model_cfg = cfg.model.clone();
+    // The graphs' bytes are needed only while the engine is built: lend them to it rather than
+    // copy them, and drop them afterwards (the run keeps the manifest and its digest).
+    let (mut bundle, engine) = tokio::task::spawn_blocking(move || {
+        let engine = Engine::load_with(&bundle, &model_cfg);
+        (bundle, engine)
+    })
+    .await?;
+    let engine = engine?;
+    bundle.backbone = Vec::new();
+    bundle.head = Vec::new();
     let m = &bundle.manifest;
     metrics
         .model_info
