@@ -180,7 +180,7 @@ fn load_plan(
 }
 
 /// The first LSTM with `direction = "reverse"`: tract 0.23.9 computes those as if they ran
-/// forwards (its bidirectional LSTM is right), found by model/edgewatch_model/hoist.py's checks.
+/// forwards (its bidirectional LSTM is right); found while writing model/edgewatch_model/hoist.py.
 fn reverse_only_lstm(proto: &tract_onnx::pb::ModelProto) -> Option<String> {
     let graph = proto.graph.as_ref()?;
     graph
