@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from .onnx_build import CONTRACT_OPS, TRACT_OPS, ops_used
+from .onnx_build import CONTRACT_OPS, TRACT_OPS, ops_used, save
 from .video import Sampler, VideoReader, normalise_nchw, resize_rgb
 
 MANIFEST = "manifest.toml"
@@ -154,6 +154,18 @@ sha256 = "{head_sha}"
 input = "{head_io[0]}"
 output = "{head_io[1]}"
 """
+
+
+def write_model_dir(out: str, backbone: onnx.ModelProto, head: onnx.ModelProto, manifest) -> tuple:
+    """Writes backbone.onnx, head.onnx, then manifest.toml with the text `manifest(bb_sha,
+    head_sha)` returns; returns (bb_sha, bb_bytes, head_sha, head_bytes). The manifest goes last,
+    so a folder left half-written fails its digest check instead of loading."""
+    os.makedirs(out, exist_ok=True)
+    bb_sha, bb_n = save(backbone, os.path.join(out, "backbone.onnx"))
+    hd_sha, hd_n = save(head, os.path.join(out, "head.onnx"))
+    with open(os.path.join(out, MANIFEST), "w", encoding="utf-8", newline="\n") as f:
+        f.write(manifest(bb_sha, hd_sha))
+    return bb_sha, bb_n, hd_sha, hd_n
 
 
 def write_threshold(model_dir: str, threshold: float) -> str:
@@ -292,6 +304,10 @@ class Contract:
         s = self.hd.run([self.m.head["output"]], {self.m.head["input"]: feats_tf[None].astype(np.float32)})[0]
         return float(s.reshape(-1)[0])
 
+    def window_score(self, window: np.ndarray) -> float:
+        """Streaming score of one normalised window [T,3,H,W]: the backbone per frame, then the head."""
+        return self.score(np.stack([self.feature(window[t:t + 1]) for t in range(len(window))]))
+
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
         return normalise_nchw(resize_rgb(rgb, self.m.width, self.m.height)[None], self.m.mean, self.m.std)
 
@@ -343,8 +359,7 @@ def verify_equivalence(contract: Contract, fused_run, windows: list[np.ndarray],
     `fused_run(window [T,3,H,W]) -> score` runs the fused model."""
     worst = 0.0
     for k, w in enumerate(windows):
-        feats = np.stack([contract.feature(w[t:t + 1]) for t in range(len(w))])
-        s_stream = contract.score(feats)
+        s_stream = contract.window_score(w)
         s_fused = float(fused_run(w))
         d = abs(s_stream - s_fused)
         worst = max(worst, d)

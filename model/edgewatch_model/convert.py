@@ -33,8 +33,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from . import hoist, onnx_build
-from .contract import (MANIFEST, Contract, ContractError, fused_runner, manifest_text, sample_inputs,
-                       verify_equivalence)
+from .contract import (Contract, ContractError, fused_runner, manifest_text, sample_inputs, verify_equivalence,
+                       write_model_dir)
 
 PREFIX_OPS = {"Cast", "Identity", "Add", "Sub", "Mul", "Div"}
 SHAPE_OPS = {"Shape", "Size"}
@@ -543,14 +543,10 @@ def convert(fused_path: str, out: str, name: str, sample_fps: float, description
     p, static, values = analyse(model, window, size, log)
     bb = build_backbone(model, static, p, bgr)
     hd = build_head(model, static, p, values, class_index, sigmoid)
-    bb, hd, feature_dim = hoist.hoist_or_keep(bb, hd, p.F, log) if hoist_projection else (bb, hd, p.F)
-    os.makedirs(out, exist_ok=True)
-    bb_sha, bb_n = onnx_build.save(bb, os.path.join(out, "backbone.onnx"))
-    hd_sha, hd_n = onnx_build.save(hd, os.path.join(out, "head.onnx"))
+    bb, hd, feature_dim = hoist.hoist_or_keep(bb, hd, p.F, log, hoist_projection)
     desc = description or f"converted from {os.path.basename(fused_path)} by edgewatch-model convert"
-    text = manifest_text(name, desc, p.W, p.H, mean, std, p.T, sample_fps, feature_dim, threshold, bb_sha, hd_sha)
-    with open(os.path.join(out, MANIFEST), "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
+    _, bb_n, _, hd_n = write_model_dir(out, bb, hd, lambda bs, hs: manifest_text(
+        name, desc, p.W, p.H, mean, std, p.T, sample_fps, feature_dim, threshold, bs, hs))
     log(f"wrote {out}: backbone.onnx {bb_n} bytes, head.onnx {hd_n} bytes, F={feature_dim}, T={p.T}, {p.W}x{p.H}")
     c = Contract(out)
     ops = sorted(set(onnx_build.ops_used(c.models["backbone"])) | set(onnx_build.ops_used(c.models["head"])))
@@ -559,8 +555,7 @@ def convert(fused_path: str, out: str, name: str, sample_fps: float, description
     if extra:
         log(f"note: {', '.join(extra)} are parsed by tract 0.23 but not exercised by edgewatch's own tests; run the "
             "model through `edgewatch` once before deploying it")
-    reverse = [n.name or n.op_type for n in c.models["head"].graph.node if n.op_type == "LSTM" and
-               any(a.name == "direction" and a.s == b"reverse" for a in n.attribute)]
+    reverse = [n.name or n.op_type for n in c.models["head"].graph.node if hoist.is_reverse_only(n)]
     if reverse:
         # Found while hoisting: tract 0.23.9 runs a reverse-only LSTM forwards (bidirectional is right).
         log(f"warning: {', '.join(reverse)} is a reverse-only LSTM, which tract 0.23 computes wrongly; run this "

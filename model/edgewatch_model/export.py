@@ -12,13 +12,11 @@ Verification:
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from . import checkpoint, hoist, net, onnx_build
-from .contract import (MANIFEST, Contract, ContractError, fused_runner, manifest_text, sample_inputs,
-                       verify_equivalence)
+from .contract import (Contract, ContractError, fused_runner, manifest_text, sample_inputs, verify_equivalence,
+                       write_model_dir)
 
 
 def load_checkpoint(path: str):
@@ -32,16 +30,12 @@ def load_checkpoint(path: str):
 def export(ckpt: str, out: str, name: str, description: str, threshold: float = 0.5, log=print,
            verify: bool = True, hoist_projection: bool = True) -> dict:
     cfg, params, state, meta = load_checkpoint(ckpt)
-    os.makedirs(out, exist_ok=True)
     bb = onnx_build.backbone_graph(cfg, params, state)
     hd = onnx_build.head_graph(cfg, params)
-    bb, hd, feature_dim = hoist.hoist_or_keep(bb, hd, cfg.feature_dim, log) if hoist_projection else (bb, hd, cfg.feature_dim)
-    bb_sha, bb_n = onnx_build.save(bb, os.path.join(out, "backbone.onnx"))
-    hd_sha, hd_n = onnx_build.save(hd, os.path.join(out, "head.onnx"))
-    text = manifest_text(name, description, cfg.width, cfg.height, cfg.mean, cfg.std, cfg.window,
-                         cfg.sample_fps, feature_dim, threshold, bb_sha, hd_sha)
-    with open(os.path.join(out, MANIFEST), "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
+    bb, hd, feature_dim = hoist.hoist_or_keep(bb, hd, cfg.feature_dim, log, hoist_projection)
+    bb_sha, bb_n, hd_sha, hd_n = write_model_dir(out, bb, hd, lambda bs, hs: manifest_text(
+        name, description, cfg.width, cfg.height, cfg.mean, cfg.std, cfg.window, cfg.sample_fps, feature_dim,
+        threshold, bs, hs))
     log(f"exported {ckpt} -> {out}")
     log(f"  backbone.onnx {bb_n:>9d} bytes  sha256 {bb_sha}")
     log(f"  head.onnx     {hd_n:>9d} bytes  sha256 {hd_sha}")

@@ -17,8 +17,6 @@ identity each instead of 4H × 8H), tract 0.23.9 scores the reverse one wrongly.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -34,6 +32,11 @@ def _consumers(g: onnx.GraphProto, name: str) -> list[onnx.NodeProto]:
 
 def _attrs(n: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in n.attribute}
+
+
+def is_reverse_only(n: onnx.NodeProto) -> bool:
+    """An LSTM with direction="reverse" (tract 0.23.9 runs those forwards)."""
+    return n.op_type == "LSTM" and any(a.name == "direction" and a.s == b"reverse" for a in n.attribute)
 
 
 def _find_lstm(head: onnx.GraphProto, hd_in: str, inits: dict) -> onnx.NodeProto:
@@ -75,7 +78,6 @@ def hoist(backbone: onnx.ModelProto, head: onnx.ModelProto, bb_out: str = "featu
     inits = {t.name: t for t in hg.initializer}
     lstm = _find_lstm(hg, hd_in, inits)
     ins = list(lstm.input) + [""] * (8 - len(lstm.input))
-    a = _attrs(lstm)
     W = numpy_helper.to_array(inits[ins[1]]).astype(np.float32)  # [D, 4H, F]
     D, G, F = W.shape
     H = G // 4
@@ -83,8 +85,7 @@ def hoist(backbone: onnx.ModelProto, head: onnx.ModelProto, bb_out: str = "featu
     if D * G >= F:
         # Each step would then multiply by a selection matrix at least as large as W: nothing gained.
         raise NotHoistable(f"the LSTM's gates ({D} x 4 x {H}) are not narrower than its input (F={F})")
-    direction = a.get("direction", b"forward")
-    if (direction.decode() if isinstance(direction, bytes) else direction) == "reverse":
+    if is_reverse_only(lstm):
         # tract 0.23 runs a reverse-only LSTM forwards (its bidirectional LSTM is right).
         raise NotHoistable("a reverse-only LSTM: tract 0.23 gets those wrong, so it is left for the checks to flag")
 
@@ -135,9 +136,12 @@ def hoist(backbone: onnx.ModelProto, head: onnx.ModelProto, bb_out: str = "featu
     return nb, nh, D * G
 
 
-def hoist_or_keep(backbone: onnx.ModelProto, head: onnx.ModelProto, feature_dim: int,
-                  log=print) -> tuple[onnx.ModelProto, onnx.ModelProto, int]:
-    """`hoist` for export and convert: the graphs as they are, with a note, when it does not apply."""
+def hoist_or_keep(backbone: onnx.ModelProto, head: onnx.ModelProto, feature_dim: int, log=print,
+                  enabled: bool = True) -> tuple[onnx.ModelProto, onnx.ModelProto, int]:
+    """`hoist` for export and convert: the graphs as they are, with a note, when it does not apply
+    (or unchanged and silent when not `enabled`, i.e. --no-hoist)."""
+    if not enabled:
+        return backbone, head, feature_dim
     try:
         bb, hd, f = hoist(backbone, head)
     except NotHoistable as e:
@@ -150,26 +154,19 @@ def hoist_or_keep(backbone: onnx.ModelProto, head: onnx.ModelProto, feature_dim:
 def hoist_dir(src: str, out: str, log=print, tol: float = 1e-4) -> dict:
     """Rewrites the contract in `src` into `out` (the same folder is fine) and checks that the
     new contract scores sample windows as the old one did, streaming, within `tol`."""
-    from . import onnx_build
-    from .contract import MANIFEST, Contract, ContractError, manifest_text, sample_inputs
+    from .contract import Contract, ContractError, manifest_text, sample_inputs, write_model_dir
 
     old = Contract(src)
     m = old.m
     bb, hd, f = hoist(old.models["backbone"], old.models["head"], m.backbone["output"], m.head["input"])
-    os.makedirs(out, exist_ok=True)
-    bb_sha, bb_n = onnx_build.save(bb, os.path.join(out, "backbone.onnx"))
-    hd_sha, hd_n = onnx_build.save(hd, os.path.join(out, "head.onnx"))
-    text = manifest_text(m.name, m.description, m.width, m.height, m.mean, m.std, m.window, m.sample_fps, f,
-                         m.threshold, bb_sha, hd_sha, (m.backbone["input"], m.backbone["output"]),
-                         (m.head["input"], m.head["output"]))
-    with open(os.path.join(out, MANIFEST), "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
+    bb_sha, bb_n, hd_sha, hd_n = write_model_dir(out, bb, hd, lambda bs, hs: manifest_text(
+        m.name, m.description, m.width, m.height, m.mean, m.std, m.window, m.sample_fps, f, m.threshold, bs, hs,
+        (m.backbone["input"], m.backbone["output"]), (m.head["input"], m.head["output"])))
     log(f"wrote {out}: backbone.onnx {bb_n} bytes, head.onnx {hd_n} bytes, F {m.feature_dim} -> {f}")
     new = Contract(out)
     worst = 0.0
     for k, w in enumerate(sample_inputs(m)):
-        a = old.score(np.stack([old.feature(w[t:t + 1]) for t in range(len(w))]))
-        b = new.score(np.stack([new.feature(w[t:t + 1]) for t in range(len(w))]))
+        a, b = old.window_score(w), new.window_score(w)
         worst = max(worst, abs(a - b))
         log(f"  window {k}: before {a:.6f}  after {b:.6f}  |diff| {abs(a - b):.2e}")
     if not worst <= tol:
