@@ -14,17 +14,21 @@
 # part of the design being measured.
 # edgewatch runs twice: with tract (the default, what the Pi runs) and with the onnxruntime backend
 # (the same library as the references, from the model venv's PyPI wheel).
-# Usage: bench/detect-vs-python.sh [LOOPS (default 5: the 24 s demo video 5 times, 1800 frames)]
+# The four run one after the other, ROUNDS times (default 3); each round prints its figures and
+# ratios, and the last lines give the median ratio over the rounds: on a shared 2-core VM one
+# round alone has swung by a third.
+# Usage: bench/detect-vs-python.sh [LOOPS (default 5: the 24 s demo video 5 times, 1800 frames)] [ROUNDS]
 # Needs model/run-tests.sh's venv (onnxruntime, OpenCV).
 source "$(dirname "$0")/lib.sh"
 LOOPS=${1:-5}
+ROUNDS=${2:-3}
 PY=${EW_MODEL_PYTHON:-/opt/edgewatch-model-venv/bin/python}
 [ -x "$PY" ] || { echo "no $PY: run model/run-tests.sh once (it makes the venv)" >&2; exit 1; }
 [ -n "${EW_BIN:-}" ] || (cd "$ROOT" && cargo build --release --locked --quiet --features onnxruntime)
 ORT_LIB=$(ls "$(dirname "$PY")"/../lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1 || true)
 VID="$WORK/demo-x$LOOPS.avi"
 [ -f "$VID" ] || ffmpeg -hide_banner -loglevel error -y -stream_loop $((LOOPS - 1)) -i "$ROOT/demo/demo.avi" -c copy "$VID"
-RUN=$(mktemp -d "$WORK/vs-python.XXXX")
+RUNS=$(mktemp -d "$WORK/vs-python.XXXX")
 # A non-looping fast file source delivers every frame of the file.
 frames=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$VID")
 # detect BACKEND: runs edgewatch to the end of the file; writes $RUN/BACKEND.time ("user sys maxrss_kb").
@@ -38,33 +42,52 @@ detect() {
   fi
   /usr/bin/time -f "%U %S %M" -o "$RUN/$1.time" "$BIN" --config "$conf" detect > "$RUN/$1.log" 2>&1
 }
-detect tract
 ort_ok=1
-EDGEWATCH_MODEL__BACKEND=onnxruntime "$BIN" check-config "$RUN/tract.toml" > /dev/null 2>&1 || ort_ok=0
-if [ $ort_ok = 1 ]; then detect onnxruntime; fi
-"$PY" "$ROOT/bench/python_reference.py" "$VID" "$ROOT/model/demo" --mode fused --json > "$RUN/a.json"
-"$PY" "$ROOT/bench/python_reference.py" "$VID" "$ROOT/model/demo" --mode stream --json > "$RUN/b.json"
-"$PY" - "$RUN" "$frames" <<'PY'
-import json, os, sys
-run, frames = sys.argv[1], int(sys.argv[2])
-a = json.loads(open(f"{run}/a.json").read().strip().splitlines()[-1])
-b = json.loads(open(f"{run}/b.json").read().strip().splitlines()[-1])
-print(f"detect vs Python references: {a['video']} ({frames} frames), model/demo, one inference thread each, one run")
-rows = []
-for backend in ("tract", "onnxruntime"):
-    p = f"{run}/{backend}.time"
-    if not os.path.exists(p):
-        print(f"  edgewatch detect ({backend}): not run (binary built without the onnxruntime feature)")
-        continue
-    user, sys_, maxkb = open(p).read().split()
-    cpu = float(user) + float(sys_)
-    e = {"fps": frames / cpu, "rss": int(maxkb) / 1024}
-    rows.append((backend, e))
-    print(f"  edgewatch detect ({backend + '):':<13} {e['fps']:7.1f} frames/CPU-s  ({cpu:.1f} CPU-s, whole process)  peak RSS {e['rss']:6.1f} MB")
-print(f"  (a) Python fused sliding window:   {a['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {a['peak_rss_mb']:6.1f} MB")
-print(f"  (b) Python streaming onnxruntime:  {b['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {b['peak_rss_mb']:6.1f} MB")
-for backend, e in rows:
-    print(f"  {backend}: edgewatch/(a) {e['fps'] / a['frames_per_cpu_s']:.2f}x (target >= 5x), "
-          f"edgewatch/(b) {e['fps'] / b['frames_per_cpu_s']:.2f}x (target >= 1x) frames per CPU-second; "
-          f"RSS edgewatch/(b) {e['rss'] / b['peak_rss_mb']:.2f} (target <= 0.5)")
+for round in $(seq 1 "$ROUNDS"); do
+  RUN="$RUNS/$round"
+  mkdir -p "$RUN"
+  detect tract
+  if [ $round = 1 ]; then
+    EDGEWATCH_MODEL__BACKEND=onnxruntime "$BIN" check-config "$RUN/tract.toml" > /dev/null 2>&1 || ort_ok=0
+  fi
+  if [ $ort_ok = 1 ]; then detect onnxruntime; fi
+  "$PY" "$ROOT/bench/python_reference.py" "$VID" "$ROOT/model/demo" --mode fused --json > "$RUN/a.json"
+  "$PY" "$ROOT/bench/python_reference.py" "$VID" "$ROOT/model/demo" --mode stream --json > "$RUN/b.json"
+done
+"$PY" - "$RUNS" "$frames" "$ROUNDS" <<'PY'
+import json, os, statistics, sys
+runs, frames, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def last_json(p):
+    return json.loads(open(p).read().strip().splitlines()[-1])
+ratios = {}
+for r in range(1, rounds + 1):
+    run = f"{runs}/{r}"
+    a, b = last_json(f"{run}/a.json"), last_json(f"{run}/b.json")
+    print(f"detect vs Python references, round {r} of {rounds}: {a['video']} ({frames} frames), model/demo, one inference thread each")
+    rows = []
+    for backend in ("tract", "onnxruntime"):
+        p = f"{run}/{backend}.time"
+        if not os.path.exists(p):
+            print(f"  edgewatch detect ({backend}): not run (binary built without the onnxruntime feature)")
+            continue
+        user, sys_, maxkb = open(p).read().split()
+        cpu = float(user) + float(sys_)
+        e = {"fps": frames / cpu, "rss": int(maxkb) / 1024}
+        rows.append((backend, e))
+        print(f"  edgewatch detect ({backend + '):':<13} {e['fps']:7.1f} frames/CPU-s  ({cpu:.1f} CPU-s, whole process)  peak RSS {e['rss']:6.1f} MB")
+    print(f"  (a) Python fused sliding window:   {a['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {a['peak_rss_mb']:6.1f} MB")
+    print(f"  (b) Python streaming onnxruntime:  {b['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {b['peak_rss_mb']:6.1f} MB")
+    for backend, e in rows:
+        q = (e['fps'] / a['frames_per_cpu_s'], e['fps'] / b['frames_per_cpu_s'], e['rss'] / b['peak_rss_mb'])
+        ratios.setdefault(backend, []).append(q)
+        print(f"  {backend}: edgewatch/(a) {q[0]:.2f}x (target >= 5x), edgewatch/(b) {q[1]:.2f}x (target >= 1x) frames per CPU-second; "
+              f"RSS edgewatch/(b) {q[2]:.2f} (target <= 0.5)")
+print(f"median over {rounds} rounds (each ratio from one round's side-by-side runs):")
+for backend, qs in ratios.items():
+    med = [statistics.median(q[i] for q in qs) for i in range(3)]
+    lo = [min(q[i] for q in qs) for i in range(3)]
+    hi = [max(q[i] for q in qs) for i in range(3)]
+    print(f"  {backend}: edgewatch/(a) {med[0]:.2f}x [{lo[0]:.2f}-{hi[0]:.2f}] (target >= 5x), "
+          f"edgewatch/(b) {med[1]:.2f}x [{lo[1]:.2f}-{hi[1]:.2f}] (target >= 1x); "
+          f"RSS edgewatch/(b) {med[2]:.2f} [{lo[2]:.2f}-{hi[2]:.2f}] (target <= 0.5)")
 PY

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
-use edgewatch::infer::{decode_rgb, Engine, Preprocessor, Streamer};
+use edgewatch::infer::{decode_rgb, Engine, Layout, Streamer};
 use edgewatch::model::ModelBundle;
 use edgewatch::source::AviReader;
 
@@ -25,7 +25,7 @@ fn main() {
     let bundle = ModelBundle::from_dir(&model_dir, "").unwrap();
     let engine = Engine::load(&bundle, 1).unwrap();
     let t = engine.manifest.temporal.window;
-    let mut pre = Preprocessor::new(&engine.manifest);
+    let mut pre = engine.preprocessor();
 
     // Real frames from the bundled 640x480 demo video.
     let mut avi = AviReader::new(Cursor::new(edgewatch::demo::DEMO_VIDEO)).unwrap();
@@ -127,8 +127,56 @@ fn main() {
         println!("  streaming, model.threads = {n}: {:8.3} ms/frame wall, {:8.3} CPU-ms/frame", ms(*wall), cpu * 1e3);
     }
 
+    let sample = &jpegs.iter().cycle().step_by(3).take(frames).collect::<Vec<_>>();
+    backbone_nchw_vs_nhwc(&bundle, &engine, sample);
+
     #[cfg(feature = "onnxruntime")]
-    backbone_tract_vs_onnxruntime(&bundle, &engine, &tensors[t..t + frames]);
+    backbone_tract_vs_onnxruntime(&bundle, &engine, sample);
+}
+
+/// Mean per-frame time of the backbone alone over `inputs`, after a warm-up, and its features.
+fn time_backbone(engine: &Engine, inputs: &[tract_onnx::prelude::Tensor]) -> (Duration, Vec<Vec<f32>>) {
+    // Warm-up: first runs allocate and (onnxruntime) pick kernels.
+    for x in inputs.iter().take(4) {
+        engine.feature(x.clone()).unwrap();
+    }
+    let t0 = Instant::now();
+    let feats: Vec<Vec<f32>> = inputs.iter().map(|x| engine.feature(x.clone()).unwrap()).collect();
+    (t0.elapsed() / inputs.len() as u32, feats)
+}
+
+/// Each engine's own input for the same frames (the layouts differ).
+fn inputs_for(engine: &Engine, jpegs: &[&Vec<u8>]) -> Vec<tract_onnx::prelude::Tensor> {
+    let mut pre = engine.preprocessor();
+    jpegs.iter().map(|j| pre.tensor(j).unwrap()).collect()
+}
+
+fn max_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter().zip(b).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).fold(0f32, f32::max)
+}
+
+/// The channels-last rewrite's effect: tract's backbone as the contract lays it out (NCHW)
+/// against the rewritten one (NHWC, the default), alternating three times on the same frames.
+fn backbone_nchw_vs_nhwc(bundle: &ModelBundle, nhwc: &Engine, jpegs: &[&Vec<u8>]) {
+    let nchw = Engine::load_tract(bundle, 1, Layout::Nchw).unwrap();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("backbone alone, tract NCHW (as exported) vs channels-last (the default): same frames, 1 thread");
+    if nhwc.input_layout() != Layout::Nhwc {
+        println!("  the channels-last rewrite does not apply to this model: nothing to compare");
+        return;
+    }
+    let (a_in, b_in) = (inputs_for(&nchw, jpegs), inputs_for(nhwc, jpegs));
+    for round in 1..=3 {
+        let (a, fa) = time_backbone(&nchw, &a_in);
+        let (b, fb) = time_backbone(nhwc, &b_in);
+        println!(
+            "  round {round}: NCHW {:7.3} ms/frame, NHWC {:7.3} ms/frame, ratio NCHW/NHWC {:.2}x (max |feature difference| {:.2e})",
+            ms(a),
+            ms(b),
+            a.as_secs_f64() / b.as_secs_f64(),
+            max_difference(&fa, &fb)
+        );
+    }
 }
 
 /// User + system CPU seconds of this process so far (/proc: clock ticks, 10 ms resolution).
@@ -142,7 +190,7 @@ fn cpu_seconds() -> f64 {
 
 /// The backbone alone (the per-frame cost), tract against onnxruntime on the same frames.
 #[cfg(feature = "onnxruntime")]
-fn backbone_tract_vs_onnxruntime(bundle: &ModelBundle, tract: &Engine, tensors: &[tract_onnx::prelude::Tensor]) {
+fn backbone_tract_vs_onnxruntime(bundle: &ModelBundle, tract: &Engine, jpegs: &[&Vec<u8>]) {
     use edgewatch::config::{Backend, Config, ModelConfig};
 
     let library = onnxruntime_library();
@@ -153,25 +201,12 @@ fn backbone_tract_vs_onnxruntime(bundle: &ModelBundle, tract: &Engine, tensors: 
         ..Config::default().model
     };
     let ort = Engine::load_with(bundle, &cfg).unwrap();
-    let time = |engine: &Engine| {
-        // Warm-up: first runs allocate and (onnxruntime) pick kernels.
-        for x in tensors.iter().take(4) {
-            engine.feature(x.clone()).unwrap();
-        }
-        let t0 = Instant::now();
-        let feats: Vec<Vec<f32>> = tensors.iter().map(|x| engine.feature(x.clone()).unwrap()).collect();
-        (t0.elapsed() / tensors.len() as u32, feats)
-    };
-    let (tract_time, tract_feats) = time(tract);
-    let (ort_time, ort_feats) = time(&ort);
-    let max_diff = tract_feats
-        .iter()
-        .zip(&ort_feats)
-        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
-        .fold(0f32, f32::max);
+    let (tract_time, tract_feats) = time_backbone(tract, &inputs_for(tract, jpegs));
+    let (ort_time, ort_feats) = time_backbone(&ort, &inputs_for(&ort, jpegs));
+    let max_diff = max_difference(&tract_feats, &ort_feats);
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let n = tensors.len();
+    let n = jpegs.len();
     println!("backbone alone, tract vs onnxruntime: same model and frames, 1 thread each");
     println!("  onnxruntime library: {}", library.display());
     println!("  tract       (1 backbone per frame):                   {:8.3} ms/frame  ({n} frames)", ms(tract_time));

@@ -25,7 +25,7 @@ use crate::archive::{Archiver, Target};
 use crate::clip::encode::{encode_mp4, ClipFrame, EncodeSettings};
 use crate::clip::{Decider, FinishedClip, Recorder, RecorderConfig};
 use crate::config::{Config, Location, Pace, SourceKind};
-use crate::infer::{Engine, Preprocessor, Streamer};
+use crate::infer::{Engine, Streamer};
 use crate::model::{self, ModelBundle};
 use crate::s3::S3Client;
 use crate::source::{FileSource, Frame, FrameSource, Sampler, SourceError};
@@ -376,7 +376,7 @@ fn open_camera(cfg: &Config) -> Result<Box<dyn FrameSource>, SourceError> {
 /// Runs the backbone on each sampled frame and the head over the ring; returns (inferred, skipped).
 fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSender<RecMsg>) -> (u64, u64) {
     let m = &ctx.metrics;
-    let mut pre = Preprocessor::new(&engine.manifest);
+    let mut pre = engine.preprocessor();
     let mut streamer = Streamer::new(engine);
     let mut inferred = 0;
     let mut failed = 0;

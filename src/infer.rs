@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::change_axes::{AxisChange, AxisOp};
+use tract_onnx::tract_core::ops::cnn::Conv;
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::optim::change_axes::change_axes;
 use tract_onnx::tract_hir::infer::Factoid;
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
@@ -57,10 +61,28 @@ pub fn decode_rgb(jpeg: &[u8]) -> Result<Rgb, InferError> {
     Ok(Rgb { width, height, data })
 }
 
-/// Turns frames into the backbone's input: resize (SIMD) and normalise into NCHW.
+/// How the backbone takes its input: the contract's NCHW `[1,3,H,W]`, or the channels-last
+/// `[1,H,W,3]` that tract runs faster (see [`channels_last`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+impl Layout {
+    fn shape(self, h: usize, w: usize) -> [usize; 4] {
+        match self {
+            Layout::Nchw => [1, 3, h, w],
+            Layout::Nhwc => [1, h, w, 3],
+        }
+    }
+}
+
+/// Turns frames into the backbone's input: resize (SIMD) and normalise into the engine's layout.
 pub struct Preprocessor {
     width: u32,
     height: u32,
+    layout: Layout,
     scale: [f32; 3],
     offset: [f32; 3],
     resizer: Resizer,
@@ -68,7 +90,7 @@ pub struct Preprocessor {
 }
 
 impl Preprocessor {
-    pub fn new(m: &Manifest) -> Self {
+    pub fn new(m: &Manifest, layout: Layout) -> Self {
         let (w, h) = (m.input.width, m.input.height);
         // (x/255 - mean) / std folded into one multiply-add per value.
         let scale = std::array::from_fn(|c| 1.0 / (255.0 * m.input.std[c]));
@@ -76,6 +98,7 @@ impl Preprocessor {
         Preprocessor {
             width: w,
             height: h,
+            layout,
             scale,
             offset,
             resizer: Resizer::new(),
@@ -97,12 +120,25 @@ impl Preprocessor {
         let (w, h) = (self.width as usize, self.height as usize);
         let plane = w * h;
         let mut out = vec![0f32; 3 * plane];
-        for (i, px) in self.resized.buffer().chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                out[c * plane + i] = px[c] as f32 * self.scale[c] + self.offset[c];
+        let pixels = self.resized.buffer().chunks_exact(3);
+        match self.layout {
+            Layout::Nchw => {
+                for (i, px) in pixels.enumerate() {
+                    for c in 0..3 {
+                        out[c * plane + i] = px[c] as f32 * self.scale[c] + self.offset[c];
+                    }
+                }
+            }
+            // The resized image is already interleaved RGB: one pass, in order.
+            Layout::Nhwc => {
+                for (o, px) in out.chunks_exact_mut(3).zip(pixels) {
+                    for c in 0..3 {
+                        o[c] = px[c] as f32 * self.scale[c] + self.offset[c];
+                    }
+                }
             }
         }
-        Tensor::from_shape(&[1, 3, h, w], &out).map_err(|e| InferError::Tract(e.to_string()))
+        Tensor::from_shape(&self.layout.shape(h, w), &out).map_err(|e| InferError::Tract(e.to_string()))
     }
 }
 
@@ -119,6 +155,7 @@ pub struct Engine {
 enum Graphs {
     Tract {
         backbone: Plan,
+        layout: Layout,
         head: Plan,
         threads: usize,
     },
@@ -135,7 +172,8 @@ fn load_plan(
     what: &str,
     shape: &[usize],
     out_shape: &[usize],
-) -> Result<Plan, ModelError> {
+    prefer: Layout,
+) -> Result<(Plan, Layout), ModelError> {
     let contract = |msg: String| ModelError::Contract { what: format!("{what} ({})", spec.file), msg };
     let onnx = tract_onnx::onnx();
     let proto = onnx
@@ -170,13 +208,70 @@ fn load_plan(
     if outputs.len() != 1 {
         return Err(contract(format!("expected 1 output, found {}", outputs.len())));
     }
-    let typed = model.into_optimized().map_err(|e| contract(format!("cannot optimise for input {shape:?}: {e}")))?;
+    let optimise = |e: TractError| contract(format!("cannot optimise for input {shape:?}: {e}"));
+    let mut typed = model.into_typed().and_then(|m| m.into_decluttered()).map_err(optimise)?;
+    let mut layout = Layout::Nchw;
+    if prefer == Layout::Nhwc {
+        if let [1, 3, h, w] = *shape {
+            // A rewrite tract cannot complete leaves the graph as the contract wrote it.
+            if let Ok(Some(m)) = channels_last(&typed, h, w) {
+                typed = m;
+                layout = Layout::Nhwc;
+            }
+        }
+    }
+    // Codegen only: declutter again would move the convolutions back to NCHW.
+    typed.optimize().map_err(optimise)?;
     let fact = typed.output_fact(0).map_err(|e| contract(e.to_string()))?;
     let got: Option<Vec<usize>> = fact.shape.as_concrete().map(|s| s.to_vec());
     if got.as_deref() != Some(out_shape) {
         return Err(contract(format!("output shape is {:?}, the contract needs {out_shape:?}", fact.shape)));
     }
-    typed.into_runnable().map_err(|e| contract(e.to_string()))
+    Ok((typed.into_runnable().map_err(|e| contract(e.to_string()))?, layout))
+}
+
+/// The same graph with every convolution channels-last (NHWC), or None when it has no
+/// convolution or the input would not end up as `[1,H,W,3]`.
+///
+/// tract 0.23 vectorises a depthwise convolution over the width in NCHW and over the channels in
+/// NHWC. MobileNetV2's late maps are 7x7 or smaller, mostly border, where the NCHW path falls
+/// back to scalar code; channels-last ran the demo backbone 1.5-1.8x faster (bench/README.md)
+/// with bit-identical features. tract's own axis-change propagation does the rewrite, so every
+/// op between the convolutions is carried over by the op itself, never by us; the output stays
+/// locked as the contract has it.
+fn channels_last(model: &TypedModel, h: usize, w: usize) -> TractResult<Option<TypedModel>> {
+    let mut m = model.clone();
+    let locked = m.output_outlets()?.to_vec();
+    let nchw = |n: &TypedNode| {
+        n.op_as::<Conv>().and_then(|c| match c.pool_spec.data_format {
+            DataFormat::NCHW => Some(AxisOp::Move(1, 3)),
+            DataFormat::CHW => Some(AxisOp::Move(0, 2)),
+            _ => None,
+        })
+    };
+    let mut refused = std::collections::HashSet::new();
+    let mut moved = 0;
+    while let Some((id, input, op)) =
+        m.nodes().iter().filter(|n| !refused.contains(&n.id)).find_map(|n| nchw(n).map(|op| (n.id, n.inputs[0], op)))
+    {
+        let change = AxisChange { outlet: input, op };
+        match change_axes(&m, &change, &locked, &[], &mut Default::default())? {
+            Some((patch, _)) => {
+                patch.apply(&mut m)?;
+                m = m.into_compact()?;
+                // Compaction renumbers nodes: what was refused is looked up again.
+                refused.clear();
+                moved += 1;
+            }
+            None => {
+                refused.insert(id);
+            }
+        }
+        // Each change moves at least one convolution for good; this bounds a tract surprise.
+        anyhow::ensure!(moved <= model.nodes().len(), "channels-last rewrite does not converge");
+    }
+    let input: Option<Vec<usize>> = m.input_fact(0)?.shape.as_concrete().map(|s| s.to_vec());
+    Ok((moved > 0 && input.as_deref() == Some(&[1, h, w, 3][..])).then_some(m))
 }
 
 /// The first LSTM with `direction = "reverse"`: tract 0.23.9 computes those as if they ran
@@ -214,11 +309,16 @@ fn run_plan(plan: &Plan, threads: usize, input: Tensor) -> Result<Vec<f32>, Infe
 impl Engine {
     /// Loads both graphs with tract and checks their shapes against the manifest and the contract.
     pub fn load(bundle: &ModelBundle, threads: usize) -> Result<Engine, ModelError> {
+        Engine::load_tract(bundle, threads, Layout::Nhwc)
+    }
+
+    /// [`Engine::load`] with the backbone layout to aim for (the benchmark compares both).
+    pub fn load_tract(bundle: &ModelBundle, threads: usize, prefer: Layout) -> Result<Engine, ModelError> {
         let m = &bundle.manifest;
         let [bb_in, bb_out, head_in, head_out] = contract_shapes(m);
-        let backbone = load_plan(&bundle.backbone, &m.backbone, "backbone", &bb_in, &bb_out)?;
-        let head = load_plan(&bundle.head, &m.head, "head", &head_in, &head_out)?;
-        Ok(Engine { manifest: m.clone(), graphs: Graphs::Tract { backbone, head, threads: threads.max(1) } })
+        let (backbone, layout) = load_plan(&bundle.backbone, &m.backbone, "backbone", &bb_in, &bb_out, prefer)?;
+        let (head, _) = load_plan(&bundle.head, &m.head, "head", &head_in, &head_out, Layout::Nchw)?;
+        Ok(Engine { manifest: m.clone(), graphs: Graphs::Tract { backbone, layout, head, threads: threads.max(1) } })
     }
 
     /// Loads both graphs with the backend and threads `model` chooses.
@@ -252,8 +352,30 @@ impl Engine {
         }
     }
 
-    /// One backbone run: [1,3,H,W] → feature of length F.
+    /// The layout [`Engine::feature`] takes.
+    pub fn input_layout(&self) -> Layout {
+        match self.graphs {
+            Graphs::Tract { layout, .. } => layout,
+            #[cfg(feature = "onnxruntime")]
+            Graphs::Onnxruntime { .. } => Layout::Nchw,
+        }
+    }
+
+    /// A preprocessor making this engine's input.
+    pub fn preprocessor(&self) -> Preprocessor {
+        Preprocessor::new(&self.manifest, self.input_layout())
+    }
+
+    /// One backbone run: an input in [`Engine::input_layout`] → feature of length F.
     pub fn feature(&self, input: Tensor) -> Result<Vec<f32>, InferError> {
+        let (h, w) = (self.manifest.input.height as usize, self.manifest.input.width as usize);
+        let want = self.input_layout().shape(h, w);
+        if input.shape() != want {
+            return Err(InferError::Tract(format!(
+                "backbone input is {:?}, this engine takes {want:?}",
+                input.shape()
+            )));
+        }
         match &self.graphs {
             Graphs::Tract { backbone, threads, .. } => run_plan(backbone, *threads, input),
             #[cfg(feature = "onnxruntime")]
@@ -332,5 +454,50 @@ impl Streamer {
     /// Forgets the history (after a camera outage the old features are stale).
     pub fn reset(&mut self) {
         self.ring.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn frames(n: usize) -> Vec<Vec<u8>> {
+        let mut avi = crate::source::AviReader::new(std::io::Cursor::new(crate::demo::DEMO_VIDEO)).unwrap();
+        let mut out = Vec::new();
+        while let Some(f) = avi.next_frame().unwrap() {
+            out.push(f);
+        }
+        // Spread over the video: calm, burst and calm frames.
+        let step = out.len() / n;
+        out.into_iter().step_by(step).take(n).collect()
+    }
+
+    /// The channels-last rewrite applies to both shipped models and changes no feature: the same
+    /// real frames through the backbone as exported (NCHW) and rewritten (NHWC). The aarch64 leg
+    /// runs this under qemu, on tract's arm64 depthwise kernel.
+    #[test]
+    fn channels_last_backbones_give_the_exported_layouts_features() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let jpegs = frames(6);
+        for dir in ["model/demo", "model/test-brightness"] {
+            let bundle = ModelBundle::from_dir(&repo.join(dir), "").unwrap();
+            let nhwc = Engine::load(&bundle, 1).unwrap();
+            assert_eq!(nhwc.input_layout(), Layout::Nhwc, "{dir}: the rewrite did not apply");
+            let nchw = Engine::load_tract(&bundle, 1, Layout::Nchw).unwrap();
+            assert_eq!(nchw.input_layout(), Layout::Nchw);
+            let (mut pa, mut pb) = (nchw.preprocessor(), nhwc.preprocessor());
+            for jpeg in &jpegs {
+                let a = nchw.feature(pa.tensor(jpeg).unwrap()).unwrap();
+                let b = nhwc.feature(pb.tensor(jpeg).unwrap()).unwrap();
+                assert_eq!(a.len(), bundle.manifest.temporal.feature_dim);
+                assert!(a.iter().any(|x| *x != 0.0), "{dir}: an all-zero feature proves nothing");
+                let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                assert!(diff <= 1e-5, "{dir}: NCHW and NHWC features differ by {diff}");
+            }
+            // The other layout's tensor is refused, not misread.
+            let err = nhwc.feature(pa.tensor(&jpegs[0]).unwrap()).unwrap_err().to_string();
+            assert!(err.contains("this engine takes [1, "), "{err}");
+        }
     }
 }

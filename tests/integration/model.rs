@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use edgewatch::infer::{Engine, Preprocessor, Streamer};
+use edgewatch::infer::{Engine, Streamer};
 use edgewatch::model::{sha256_hex, ModelBundle};
 use edgewatch::source::{FileSource, FrameSource, Sampler};
 use tract_onnx::prelude::Framework;
@@ -154,7 +154,7 @@ fn the_shipped_demo_model_scores_the_burst_above_and_the_calm_below_its_threshol
 /// sampling, preprocessing and streaming.
 fn demo_window_scores(engine: Engine) -> Vec<(f64, f32)> {
     let m = engine.manifest.clone();
-    let mut pre = Preprocessor::new(&m);
+    let mut pre = engine.preprocessor();
     let mut streamer = Streamer::new(engine);
     let mut sampler = Sampler::new(m.temporal.sample_fps);
     let mut src = FileSource::open(&repo().join("demo/demo.avi"), false, false).unwrap();
