@@ -138,7 +138,8 @@ async fn pipeline(
         })
         .set(1);
     tracing::info!(name = %m.name, sha256 = %bundle.manifest_sha256, origin = %bundle.origin,
-        input = %format!("{}x{}", m.input.width, m.input.height), window = m.temporal.window, backend = %engine.backend(), "model loaded");
+        input = %format!("{}x{}", m.input.width, m.input.height), window = m.temporal.window, backend = %engine.backend(),
+        layout = engine.input_layout().name(), "model loaded");
     health.set_initialised();
 
     spool::prepare(&cfg.clip.spool_dir)

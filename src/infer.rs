@@ -70,6 +70,14 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// For logs: how the backbone runs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Nchw => "nchw",
+            Layout::Nhwc => "nhwc",
+        }
+    }
+
     fn shape(self, h: usize, w: usize) -> [usize; 4] {
         match self {
             Layout::Nchw => [1, 3, h, w],
@@ -486,14 +494,18 @@ mod tests {
             assert_eq!(nhwc.input_layout(), Layout::Nhwc, "{dir}: the rewrite did not apply");
             let nchw = Engine::load_tract(&bundle, 1, Layout::Nchw).unwrap();
             assert_eq!(nchw.input_layout(), Layout::Nchw);
+            // Two threads split the channels-last depthwise work by channel blocks.
+            let nhwc2 = Engine::load(&bundle, 2).unwrap();
             let (mut pa, mut pb) = (nchw.preprocessor(), nhwc.preprocessor());
             for jpeg in &jpegs {
                 let a = nchw.feature(pa.tensor(jpeg).unwrap()).unwrap();
-                let b = nhwc.feature(pb.tensor(jpeg).unwrap()).unwrap();
                 assert_eq!(a.len(), bundle.manifest.temporal.feature_dim);
                 assert!(a.iter().any(|x| *x != 0.0), "{dir}: an all-zero feature proves nothing");
-                let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-                assert!(diff <= 1e-5, "{dir}: NCHW and NHWC features differ by {diff}");
+                for (engine, threads) in [(&nhwc, 1), (&nhwc2, 2)] {
+                    let b = engine.feature(pb.tensor(jpeg).unwrap()).unwrap();
+                    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                    assert!(diff <= 1e-5, "{dir}: NCHW and NHWC ({threads} threads) features differ by {diff}");
+                }
             }
             // The other layout's tensor is refused, not misread.
             let err = nhwc.feature(pa.tensor(&jpegs[0]).unwrap()).unwrap_err().to_string();

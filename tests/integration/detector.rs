@@ -248,6 +248,9 @@ fn sigterm_finishes_the_clip_in_flight() {
     assert!((stream_duration(&ffprobe(&paths.clip)) - side.duration).abs() < 0.1);
     assert_eq!(std::fs::read_dir(spool_dir.join(".tmp")).unwrap().count(), 0);
     assert!(log.iter().any(|l| l.contains("finishing the clip in flight")));
+    // The event above came from the channels-last backbone, tract's default (src/infer.rs).
+    let loaded = log.iter().find(|l| l.contains("\"model loaded\"")).expect("a model-loaded line");
+    assert!(loaded.contains("\"layout\":\"nhwc\""), "{loaded}");
 }
 
 /// A spool below its free-space floor: a clear error, a metric, a bounded retry, and the
