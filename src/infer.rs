@@ -243,7 +243,7 @@ fn load_plan(
 ///
 /// tract 0.23 vectorises a depthwise convolution over the width in NCHW and over the channels in
 /// NHWC. MobileNetV2's late maps are 7x7 or smaller, mostly border, where the NCHW path falls
-/// back to scalar code; channels-last ran the demo backbone 1.5-1.8x faster (bench/README.md)
+/// back to scalar code; channels-last ran the demo backbone 1.4-1.7x faster (bench/README.md)
 /// with bit-identical features. tract's own axis-change propagation does the rewrite, so every
 /// op between the convolutions is carried over by the op itself, never by us; the output stays
 /// locked as the contract has it.
