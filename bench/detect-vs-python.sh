@@ -12,8 +12,9 @@
 # leans against edgewatch. edgewatch decodes only the sampled frames (it keeps the camera's JPEGs
 # for clips), the references decode every frame as an OpenCV camera loop does: that difference is
 # part of the design being measured.
-# edgewatch runs twice: with tract (the default, what the Pi runs) and with the onnxruntime backend
-# (the same library as the references, from the model venv's PyPI wheel).
+# edgewatch runs three times: with tract (the default, what the Pi runs), with tract and
+# `model.channels-last = false` (the backbone exactly as exported: the rewrite's own effect), and
+# with the onnxruntime backend (the same library as the references, from the model venv's wheel).
 # The four run one after the other, ROUNDS times (default 3); each round prints its figures and
 # ratios, and the last lines give the median ratio over the rounds: on a shared 2-core VM one
 # round alone has swung by a third.
@@ -40,6 +41,10 @@ detect() {
   if [ "$1" = onnxruntime ]; then
     sed -i "s|^\[model\]|[model]\nbackend = \"onnxruntime\"\nonnxruntime-library = \"$ORT_LIB\"|" "$conf"
   fi
+  # The channels-last rewrite's own effect: tract running the backbone exactly as exported.
+  if [ "$1" = tract-nchw ]; then
+    sed -i "s|^\[model\]|[model]\nchannels-last = false|" "$conf"
+  fi
   /usr/bin/time -f "%U %S %M" -o "$RUN/$1.time" "$BIN" --config "$conf" detect > "$RUN/$1.log" 2>&1
 }
 ort_ok=1
@@ -47,6 +52,7 @@ for round in $(seq 1 "$ROUNDS"); do
   RUN="$RUNS/$round"
   mkdir -p "$RUN"
   detect tract
+  detect tract-nchw
   if [ $round = 1 ]; then
     EDGEWATCH_MODEL__BACKEND=onnxruntime "$BIN" check-config "$RUN/tract.toml" > /dev/null 2>&1 || ort_ok=0
   fi
@@ -65,7 +71,7 @@ for r in range(1, rounds + 1):
     a, b = last_json(f"{run}/a.json"), last_json(f"{run}/b.json")
     print(f"detect vs Python references, round {r} of {rounds}: {a['video']} ({frames} frames), model/demo, one inference thread each")
     rows = []
-    for backend in ("tract", "onnxruntime"):
+    for backend in ("tract", "tract-nchw", "onnxruntime"):
         p = f"{run}/{backend}.time"
         if not os.path.exists(p):
             print(f"  edgewatch detect ({backend}): not run (binary built without the onnxruntime feature)")
@@ -77,12 +83,19 @@ for r in range(1, rounds + 1):
         print(f"  edgewatch detect ({backend + '):':<13} {e['fps']:7.1f} frames/CPU-s  ({cpu:.1f} CPU-s, whole process)  peak RSS {e['rss']:6.1f} MB")
     print(f"  (a) Python fused sliding window:   {a['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {a['peak_rss_mb']:6.1f} MB")
     print(f"  (b) Python streaming onnxruntime:  {b['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {b['peak_rss_mb']:6.1f} MB")
+    fps = dict((k, e['fps']) for k, e in rows)
+    if "tract-nchw" in fps:
+        ratios.setdefault("channels-last", []).append(fps["tract"] / fps["tract-nchw"])
+        print(f"  channels-last (tract's default) vs the backbone as exported: {fps['tract'] / fps['tract-nchw']:.2f}x frames per CPU-second")
     for backend, e in rows:
         q = (e['fps'] / a['frames_per_cpu_s'], e['fps'] / b['frames_per_cpu_s'], e['rss'] / b['peak_rss_mb'])
         ratios.setdefault(backend, []).append(q)
         print(f"  {backend}: edgewatch/(a) {q[0]:.2f}x (target >= 5x), edgewatch/(b) {q[1]:.2f}x (target >= 1x) frames per CPU-second; "
               f"RSS edgewatch/(b) {q[2]:.2f} (target <= 0.5)")
 print(f"median over {rounds} rounds (each ratio from one round's side-by-side runs):")
+if "channels-last" in ratios:
+    cl = ratios.pop("channels-last")
+    print(f"  channels-last vs as exported (tract): {statistics.median(cl):.2f}x [{min(cl):.2f}-{max(cl):.2f}] frames per CPU-second")
 for backend, qs in ratios.items():
     med = [statistics.median(q[i] for q in qs) for i in range(3)]
     lo = [min(q[i] for q in qs) for i in range(3)]

@@ -193,6 +193,9 @@ pub struct ModelConfig {
     pub onnxruntime_library: Option<PathBuf>,
     /// Threads for one inference; 1 keeps a core free for capture and encoding on a Pi.
     pub threads: usize,
+    /// tract only: run the backbone's convolutions channels-last (faster, same features; see
+    /// `infer::channels_last`). `false` runs the graph exactly as exported.
+    pub channels_last: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -374,6 +377,7 @@ impl Default for Config {
                 backend: Backend::Tract,
                 onnxruntime_library: None,
                 threads: 1,
+                channels_last: true,
             },
             decision: DecisionConfig { threshold: None, k: 3, n: 5, cooldown: Duration::from_secs(10) },
             clip: ClipConfig {
@@ -931,6 +935,13 @@ mod tests {
         assert!(all.contains("unknown key `source.fsp`"), "{all}");
         assert!(all.contains("unknown key `clip.pre-rol`"), "{all}");
         assert_eq!(e.0.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn channels_last_is_on_unless_turned_off() {
+        assert!(load("", &[]).unwrap().model.channels_last);
+        assert!(!load("[model]\nchannels-last = false\n", &[]).unwrap().model.channels_last);
+        assert!(!load("", &[("EDGEWATCH_MODEL__CHANNELS_LAST", "false")]).unwrap().model.channels_last);
     }
 
     #[test]

@@ -332,7 +332,10 @@ impl Engine {
     /// Loads both graphs with the backend and threads `model` chooses.
     pub fn load_with(bundle: &ModelBundle, model: &ModelConfig) -> Result<Engine, ModelError> {
         match model.backend {
-            Backend::Tract => Engine::load(bundle, model.threads),
+            Backend::Tract => {
+                let prefer = if model.channels_last { Layout::Nhwc } else { Layout::Nchw };
+                Engine::load_tract(bundle, model.threads, prefer)
+            }
             #[cfg(feature = "onnxruntime")]
             Backend::Onnxruntime => {
                 let m = &bundle.manifest;
@@ -507,6 +510,11 @@ mod tests {
                     assert!(diff <= 1e-5, "{dir}: NCHW and NHWC ({threads} threads) features differ by {diff}");
                 }
             }
+            // The config's switch: off runs the graph as exported.
+            let mut cfg = crate::config::Config::default().model;
+            assert_eq!(Engine::load_with(&bundle, &cfg).unwrap().input_layout(), Layout::Nhwc);
+            cfg.channels_last = false;
+            assert_eq!(Engine::load_with(&bundle, &cfg).unwrap().input_layout(), Layout::Nchw);
             // The other layout's tensor is refused, not misread.
             let err = nhwc.feature(pa.tensor(&jpegs[0]).unwrap()).unwrap_err().to_string();
             assert!(err.contains("this engine takes [1, "), "{err}");
