@@ -65,7 +65,10 @@ import json, os, statistics, sys
 runs, frames, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def last_json(p):
     return json.loads(open(p).read().strip().splitlines()[-1])
+def spread(xs, unit=""):
+    return f"{statistics.median(xs):.2f}{unit} [{min(xs):.2f}-{max(xs):.2f}]"
 ratios = {}
+channels_last = []
 for r in range(1, rounds + 1):
     run = f"{runs}/{r}"
     a, b = last_json(f"{run}/a.json"), last_json(f"{run}/b.json")
@@ -85,7 +88,7 @@ for r in range(1, rounds + 1):
     print(f"  (b) Python streaming onnxruntime:  {b['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {b['peak_rss_mb']:6.1f} MB")
     fps = dict((k, e['fps']) for k, e in rows)
     if "tract-nchw" in fps:
-        ratios.setdefault("channels-last", []).append(fps["tract"] / fps["tract-nchw"])
+        channels_last.append(fps["tract"] / fps["tract-nchw"])
         print(f"  channels-last (tract's default) vs the backbone as exported: {fps['tract'] / fps['tract-nchw']:.2f}x frames per CPU-second")
     for backend, e in rows:
         q = (e['fps'] / a['frames_per_cpu_s'], e['fps'] / b['frames_per_cpu_s'], e['rss'] / b['peak_rss_mb'])
@@ -93,14 +96,11 @@ for r in range(1, rounds + 1):
         print(f"  {backend}: edgewatch/(a) {q[0]:.2f}x (target >= 5x), edgewatch/(b) {q[1]:.2f}x (target >= 1x) frames per CPU-second; "
               f"RSS edgewatch/(b) {q[2]:.2f} (target <= 0.5)")
 print(f"median over {rounds} rounds (each ratio from one round's side-by-side runs):")
-if "channels-last" in ratios:
-    cl = ratios.pop("channels-last")
-    print(f"  channels-last vs as exported (tract): {statistics.median(cl):.2f}x [{min(cl):.2f}-{max(cl):.2f}] frames per CPU-second")
+if channels_last:
+    print(f"  channels-last vs as exported (tract): {spread(channels_last, 'x')} frames per CPU-second")
 for backend, qs in ratios.items():
-    med = [statistics.median(q[i] for q in qs) for i in range(3)]
-    lo = [min(q[i] for q in qs) for i in range(3)]
-    hi = [max(q[i] for q in qs) for i in range(3)]
-    print(f"  {backend}: edgewatch/(a) {med[0]:.2f}x [{lo[0]:.2f}-{hi[0]:.2f}] (target >= 5x), "
-          f"edgewatch/(b) {med[1]:.2f}x [{lo[1]:.2f}-{hi[1]:.2f}] (target >= 1x); "
-          f"RSS edgewatch/(b) {med[2]:.2f} [{lo[2]:.2f}-{hi[2]:.2f}] (target <= 0.5)")
+    vs_a, vs_b, rss = ([q[i] for q in qs] for i in range(3))
+    print(f"  {backend}: edgewatch/(a) {spread(vs_a, 'x')} (target >= 5x), "
+          f"edgewatch/(b) {spread(vs_b, 'x')} (target >= 1x); "
+          f"RSS edgewatch/(b) {spread(rss)} (target <= 0.5)")
 PY
