@@ -248,7 +248,7 @@ fn main() {
         let alert = edgewatch::watchdog::mail::Alert {
             sidecar: &clip.2,
             message_id: "<floor@bench>",
-            clip: Some(clip.0.clone()),
+            clip: Some(edgewatch::watchdog::mail::base64_body(&clip.0)),
             still: Some(clip.1.clone()),
             link: None,
             summary: &[],

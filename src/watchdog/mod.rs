@@ -399,7 +399,12 @@ impl Watchdog {
                 _ => self.relay_suspect = false,
             }
         }
-        let clip = if attach { Some(std::fs::read(&paths.clip).context("reading the clip")?) } else { None };
+        // Encoded once here, whatever the number of recipients.
+        let clip = if attach {
+            Some(mail::base64_body(&std::fs::read(&paths.clip).context("reading the clip")?))
+        } else {
+            None
+        };
         let still = std::fs::read(&paths.still).ok();
         let finalised = std::fs::metadata(&paths.sidecar).and_then(|m| m.modified()).ok();
         let pending: Vec<String> = del
