@@ -101,7 +101,7 @@ impl Mailer {
     pub async fn reachable(&self) -> Result<(), SendError> {
         match self {
             Mailer::Smtp(r) => {
-                let c = r.checkout().await.map_err(classify)?;
+                let c = r.checkout().await?;
                 r.keep(c).await;
                 Ok(())
             }
@@ -125,49 +125,68 @@ pub struct Relay {
     idle: tokio::sync::Mutex<Option<AsyncSmtpConnection>>,
 }
 
-type SmtpError = lettre::transport::smtp::Error;
-
 /// Large enough that the per-write cost vanishes, small enough that the relay starts at once.
 const DATA_CHUNK: usize = 64 * 1024;
 
+/// `smtp.timeout` bounds each step, as the README promises: lettre's own timeout covers only the
+/// TCP connect, and a relay that accepts and then stops answering would hold the watchdog forever.
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    step: impl std::future::Future<Output = Result<T, SendError>>,
+) -> Result<T, SendError> {
+    tokio::time::timeout(limit, step)
+        .await
+        .unwrap_or_else(|_| Err(SendError::Network(format!("the relay did not answer {what} within {limit:?}"))))
+}
+
 impl Relay {
     /// Connect, TLS as configured (implicit, or STARTTLS required), EHLO, AUTH.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SmtpError> {
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
         let wrapper = match &self.tls {
             Tls::Wrapper(p) => Some(p.clone()),
             _ => None,
         };
-        let mut c = AsyncSmtpConnection::connect_tokio1(
-            (self.host.as_str(), self.port),
-            Some(self.timeout),
-            &self.hello,
-            wrapper,
-            None,
-        )
+        let mut c = bounded(self.timeout, "the greeting", async {
+            AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(self.timeout),
+                &self.hello,
+                wrapper,
+                None,
+            )
+            .await
+            .map_err(classify)
+        })
         .await?;
-        if let Tls::Required(p) = &self.tls {
-            if let Err(e) = c.starttls(p.clone(), &self.hello).await {
-                c.abort().await;
-                return Err(e);
+        let setup = bounded(self.timeout, "STARTTLS and AUTH", async {
+            if let Tls::Required(p) = &self.tls {
+                c.starttls(p.clone(), &self.hello).await.map_err(classify)?;
+            }
+            if let Some(cr) = &self.credentials {
+                c.auth(DEFAULT_MECHANISMS, cr).await.map_err(classify)?;
+            }
+            Ok(())
+        })
+        .await;
+        match setup {
+            Ok(()) => Ok(c),
+            Err(e) => {
+                self.discard(c).await;
+                Err(e)
             }
         }
-        if let Some(cr) = &self.credentials {
-            if let Err(e) = c.auth(DEFAULT_MECHANISMS, cr).await {
-                c.abort().await;
-                return Err(e);
-            }
-        }
-        Ok(c)
     }
 
     /// The kept connection if it still answers NOOP, else a new one.
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, SmtpError> {
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
         let kept = self.idle.lock().await.take();
         if let Some(mut c) = kept {
-            if !c.has_broken() && c.test_connected().await {
+            let alive = !c.has_broken() && tokio::time::timeout(self.timeout, c.test_connected()).await == Ok(true);
+            if alive {
                 return Ok(c);
             }
-            c.abort().await;
+            self.discard(c).await;
         }
         self.connect().await
     }
@@ -178,47 +197,83 @@ impl Relay {
         }
     }
 
+    /// QUIT if the relay still answers, then close.
+    async fn discard(&self, mut c: AsyncSmtpConnection) {
+        let _ = tokio::time::timeout(self.timeout, c.abort()).await;
+    }
+
     async fn send(&self, msg: &Message) -> Result<(), SendError> {
-        let mut c = self.checkout().await.map_err(classify)?;
-        match transfer(&mut c, msg.envelope(), &msg.formatted()).await {
+        let mut c = self.checkout().await?;
+        match self.transfer(&mut c, msg.envelope(), &msg.formatted()).await {
             Ok(_) => {
                 self.keep(c).await;
                 Ok(())
             }
             Err(e) => {
                 // Whatever the relay saw of this message, the next one starts on a clean session.
-                c.abort().await;
+                self.discard(c).await;
                 Err(e)
             }
         }
     }
-}
 
-/// MAIL, RCPT, DATA and the message, as lettre's `AsyncSmtpConnection::send` does them, but with
-/// the message written in chunks.
-async fn transfer(c: &mut AsyncSmtpConnection, envelope: &Envelope, email: &[u8]) -> Result<Response, SendError> {
-    let mut params = vec![];
-    let mut addresses = envelope.from().into_iter().chain(envelope.to());
-    if addresses.any(|a| !AsRef::<str>::as_ref(a).is_ascii()) {
-        if !c.server_info().supports_feature(Extension::SmtpUtfEight) {
-            return Err(SendError::Permanent(
-                "the alert has non-ASCII addresses and the relay does not support SMTPUTF8".into(),
-            ));
+    /// MAIL, RCPT, DATA and the message, as lettre's `AsyncSmtpConnection::send` does them, but
+    /// with the message written in chunks and every step bounded.
+    async fn transfer(
+        &self,
+        c: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        email: &[u8],
+    ) -> Result<Response, SendError> {
+        let mut params = vec![];
+        let mut addresses = envelope.from().into_iter().chain(envelope.to());
+        if addresses.any(|a| !AsRef::<str>::as_ref(a).is_ascii()) {
+            if !c.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(SendError::Permanent(
+                    "the alert has non-ASCII addresses and the relay does not support SMTPUTF8".into(),
+                ));
+            }
+            params.push(MailParameter::SmtpUtfEight);
         }
-        params.push(MailParameter::SmtpUtfEight);
-    }
-    if !email.is_ascii() {
-        if !c.server_info().supports_feature(Extension::EightBitMime) {
-            return Err(SendError::Permanent("the alert is not 7-bit and the relay does not support 8BITMIME".into()));
+        if !email.is_ascii() {
+            if !c.server_info().supports_feature(Extension::EightBitMime) {
+                return Err(SendError::Permanent(
+                    "the alert is not 7-bit and the relay does not support 8BITMIME".into(),
+                ));
+            }
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        let t = self.timeout;
+        bounded(t, "MAIL FROM", async {
+            c.command(Mail::new(envelope.from().cloned(), params)).await.map_err(classify)
+        })
+        .await?;
+        for to in envelope.to() {
+            bounded(t, "RCPT TO", async { c.command(Rcpt::new(to.clone(), vec![])).await.map_err(classify) }).await?;
+        }
+        bounded(t, "DATA", async { c.command(Data).await.map_err(classify) }).await?;
+        // The message may take as long as it takes on a slow uplink; what is bounded is silence:
+        // no chunk taken, or no reply after the last one, for `smtp.timeout`. lettre asks for the
+        // next chunk only once the previous one is written, and the empty one at the end marks
+        // the last write done.
+        let start = std::time::Instant::now();
+        let progress = std::sync::atomic::AtomicU64::new(0);
+        let mark = || progress.store(start.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+        let chunks = email.chunks(DATA_CHUNK).chain(std::iter::once(&[][..])).inspect(|_| mark());
+        let send = c.message_iter(chunks);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                r = &mut send => return r.map_err(classify),
+                _ = tokio::time::sleep(t / 4) => {
+                    let last = Duration::from_millis(progress.load(std::sync::atomic::Ordering::Relaxed));
+                    if start.elapsed().saturating_sub(last) > t {
+                        return Err(SendError::Network(format!("the relay went silent for {t:?} during DATA")));
+                    }
+                }
+            }
+        }
     }
-    c.command(Mail::new(envelope.from().cloned(), params)).await.map_err(classify)?;
-    for to in envelope.to() {
-        c.command(Rcpt::new(to.clone(), vec![])).await.map_err(classify)?;
-    }
-    c.command(Data).await.map_err(classify)?;
-    c.message_iter(email.chunks(DATA_CHUNK)).await.map_err(classify)
 }
 
 /// The clip as a base64 MIME body, byte for byte what lettre's own encoder writes (76-column

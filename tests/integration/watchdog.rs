@@ -369,6 +369,35 @@ async fn clips_waiting_on_a_down_relay_go_as_soon_as_it_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_stops_answering_is_timed_out_and_the_clip_delivered_once() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    // The relay takes the whole first message and then says nothing for 60 s: without a bound on
+    // each step the watchdog would wait all that time on one send.
+    let (server, mut cfg) = plain_smtp(dir.path(), &["--stall-once", "60"]);
+    cfg.smtp.timeout = Duration::from_secs(2);
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let addr = running.http_addr;
+    let t0 = std::time::Instant::now();
+    put_clip(&cfg.clip.spool_dir, "20260101T000004.000Z-cam0", "cam0", true);
+    let spool_dir = cfg.clip.spool_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "delivery after the stall", || {
+            spool::complete_clips(&spool_dir).unwrap().is_empty().then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(30), "the stalled send was not cut short");
+    assert!(metric(addr, "edgewatch_smtp_errors_total{class=\"network\"}") >= 1.0);
+    let ids: Vec<String> = server.messages().iter().map(|(raw, _)| header(raw, "X-Edgewatch-Event")).collect();
+    assert_eq!(ids, ["20260101T000004.000Z-cam0"], "delivered exactly once");
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_dropped_mid_transfer_is_retried_and_delivered_once() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
