@@ -208,6 +208,16 @@ fn plain_smtp_down(dir: &Path, extra: &[&str]) -> (SmtpServer, Config) {
     (server, cfg)
 }
 
+/// Waits, off the runtime, until the spool holds no complete clip: each one delivered and deleted.
+async fn wait_spool_empty(spool_dir: &Path, limit: Duration, what: &'static str) {
+    let dir = spool_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        wait_until(limit, what, || spool::complete_clips(&dir).unwrap().is_empty().then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
 fn header(raw: &[u8], name: &str) -> String {
     let parsed = mailparse::parse_mail(raw).unwrap();
     parsed.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case(name)).map(|h| h.get_value()).unwrap_or_default()
@@ -303,14 +313,7 @@ async fn implicit_tls_and_smtp_down_then_up_delivers_once() {
     .await
     .unwrap();
     server.up();
-    let spool_dir = cfg.clip.spool_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(30), "delivery and deletion", || {
-            (spool::complete_clips(&spool_dir).unwrap().is_empty()).then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(30), "delivery and deletion").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(server.messages().len(), 1);
     assert_eq!(server.messages()[0].1["tls"], true);
@@ -349,14 +352,7 @@ async fn clips_waiting_on_a_down_relay_go_as_soon_as_it_answers() {
     // at once although their backoff has at least 30 s to run.
     let t0 = std::time::Instant::now();
     put_clip(&cfg.clip.spool_dir, "20260101T000009.000Z-cam0", "cam0", true);
-    let spool_dir = cfg.clip.spool_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(25), "all four delivered and deleted", || {
-            (spool::complete_clips(&spool_dir).unwrap().is_empty()).then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(25), "all four delivered and deleted").await;
     assert!(t0.elapsed() < Duration::from_secs(25));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut ids: Vec<String> = server.messages().iter().map(|(raw, _)| header(raw, "X-Edgewatch-Event")).collect();
@@ -381,14 +377,7 @@ async fn a_relay_that_stops_answering_is_timed_out_and_the_clip_delivered_once()
     let addr = running.http_addr;
     let t0 = std::time::Instant::now();
     put_clip(&cfg.clip.spool_dir, "20260101T000004.000Z-cam0", "cam0", true);
-    let spool_dir = cfg.clip.spool_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(30), "delivery after the stall", || {
-            spool::complete_clips(&spool_dir).unwrap().is_empty().then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(30), "delivery after the stall").await;
     assert!(t0.elapsed() < Duration::from_secs(30), "the stalled send was not cut short");
     assert!(metric(addr, "edgewatch_smtp_errors_total{class=\"network\"}") >= 1.0);
     let ids: Vec<String> = server.messages().iter().map(|(raw, _)| header(raw, "X-Edgewatch-Event")).collect();
@@ -405,14 +394,7 @@ async fn a_connection_dropped_mid_transfer_is_retried_and_delivered_once() {
     let shutdown = CancellationToken::new();
     let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
     put_clip(&cfg.clip.spool_dir, "20260101T000002.000Z-cam0", "cam0", true);
-    let spool_dir = cfg.clip.spool_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(30), "delivery", || {
-            spool::complete_clips(&spool_dir).unwrap().is_empty().then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(30), "delivery").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(server.messages().len(), 1);
     let addr = running.http_addr;
@@ -503,14 +485,7 @@ async fn a_storm_is_rate_limited_and_summarised() {
         put_clip(&cfg.clip.spool_dir, &format!("20260101T0001{:02}.{:03}Z-cam0", i / 10, i % 10), "cam0", true);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let spool_dir = cfg.clip.spool_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(30), "every clip handled", || {
-            spool::complete_clips(&spool_dir).unwrap().is_empty().then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(30), "every clip handled").await;
     let msgs = server.messages();
     assert_eq!(msgs.len(), 4, "max-per-hour = 4");
     let summarised: usize = msgs
