@@ -133,11 +133,12 @@ const DATA_CHUNK: usize = 64 * 1024;
 async fn bounded<T>(
     limit: Duration,
     what: &str,
-    step: impl std::future::Future<Output = Result<T, SendError>>,
+    step: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
 ) -> Result<T, SendError> {
-    tokio::time::timeout(limit, step)
-        .await
-        .unwrap_or_else(|_| Err(SendError::Network(format!("the relay did not answer {what} within {limit:?}"))))
+    match tokio::time::timeout(limit, step).await {
+        Ok(r) => r.map_err(classify),
+        Err(_) => Err(SendError::Network(format!("the relay did not answer {what} within {limit:?}"))),
+    }
 }
 
 impl Relay {
@@ -156,15 +157,14 @@ impl Relay {
                 None,
             )
             .await
-            .map_err(classify)
         })
         .await?;
         let setup = bounded(self.timeout, "STARTTLS and AUTH", async {
             if let Tls::Required(p) = &self.tls {
-                c.starttls(p.clone(), &self.hello).await.map_err(classify)?;
+                c.starttls(p.clone(), &self.hello).await?;
             }
             if let Some(cr) = &self.credentials {
-                c.auth(DEFAULT_MECHANISMS, cr).await.map_err(classify)?;
+                c.auth(DEFAULT_MECHANISMS, cr).await?;
             }
             Ok(())
         })
@@ -244,14 +244,11 @@ impl Relay {
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         let t = self.timeout;
-        bounded(t, "MAIL FROM", async {
-            c.command(Mail::new(envelope.from().cloned(), params)).await.map_err(classify)
-        })
-        .await?;
+        bounded(t, "MAIL FROM", async { c.command(Mail::new(envelope.from().cloned(), params)).await }).await?;
         for to in envelope.to() {
-            bounded(t, "RCPT TO", async { c.command(Rcpt::new(to.clone(), vec![])).await.map_err(classify) }).await?;
+            bounded(t, "RCPT TO", async { c.command(Rcpt::new(to.clone(), vec![])).await }).await?;
         }
-        bounded(t, "DATA", async { c.command(Data).await.map_err(classify) }).await?;
+        bounded(t, "DATA", async { c.command(Data).await }).await?;
         // The message may take as long as it takes on a slow uplink; what is bounded is silence:
         // no chunk taken, or no reply after the last one, for `smtp.timeout`. lettre asks for the
         // next chunk only once the previous one is written, and the empty one at the end marks
