@@ -7,9 +7,12 @@
 #
 # edgewatch runs its file source as fast as it goes without skipping inference (a non-realtime
 # source waits for inference), with the decision threshold at 1 so that no clip is encoded (the
-# references encode nothing either). Its CPU time is the whole process's, start-up and model
-# load included; the references count their decode+inference loop only, so the comparison
-# leans against edgewatch. edgewatch decodes only the sampled frames (it keeps the camera's JPEGs
+# references encode nothing either). The references count the CPU of their decode+inference
+# loop only (not imports or model load). edgewatch's CPU is given twice: for the whole process,
+# and after start-up (the process CPU its "model loaded" log line reports, start-up, model
+# verification and graph optimisation, subtracted), which counts what the references count.
+# The ratios against the targets are the like-for-like ones; the whole-process ratios are
+# printed beside them. edgewatch decodes only the sampled frames (it keeps the camera's JPEGs
 # for clips), the references decode every frame as an OpenCV camera loop does: that difference is
 # part of the design being measured.
 # edgewatch runs three times: with tract (the default, what the Pi runs), with tract and
@@ -81,9 +84,14 @@ for r in range(1, rounds + 1):
             continue
         user, sys_, maxkb = open(p).read().split()
         cpu = float(user) + float(sys_)
-        e = {"fps": frames / cpu, "rss": int(maxkb) / 1024}
+        loaded = [json.loads(l) for l in open(f"{run}/{backend}.log") if '"model loaded"' in l]
+        startup = loaded[0].get("startup_cpu_s", loaded[0].get("fields", {}).get("startup_cpu_s")) if loaded else None
+        if startup is None:
+            sys.exit(f"error: no startup_cpu_s in {run}/{backend}.log's 'model loaded' line")
+        e = {"fps": frames / (cpu - startup), "whole": frames / cpu, "rss": int(maxkb) / 1024}
         rows.append((backend, e))
-        print(f"  edgewatch detect ({backend + '):':<13} {e['fps']:7.1f} frames/CPU-s  ({cpu:.1f} CPU-s, whole process)  peak RSS {e['rss']:6.1f} MB")
+        print(f"  edgewatch detect ({backend + '):':<13} {e['fps']:7.1f} frames/CPU-s after start-up, {e['whole']:7.1f} whole process "
+              f"({cpu:.2f} CPU-s, {startup:.2f} of them start-up)  peak RSS {e['rss']:6.1f} MB")
     print(f"  (a) Python fused sliding window:   {a['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {a['peak_rss_mb']:6.1f} MB")
     print(f"  (b) Python streaming onnxruntime:  {b['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {b['peak_rss_mb']:6.1f} MB")
     fps = dict((k, e['fps']) for k, e in rows)
@@ -91,16 +99,18 @@ for r in range(1, rounds + 1):
         channels_last.append(fps["tract"] / fps["tract-nchw"])
         print(f"  channels-last (tract's default) vs the backbone as exported: {fps['tract'] / fps['tract-nchw']:.2f}x frames per CPU-second")
     for backend, e in rows:
-        q = (e['fps'] / a['frames_per_cpu_s'], e['fps'] / b['frames_per_cpu_s'], e['rss'] / b['peak_rss_mb'])
+        q = (e['fps'] / a['frames_per_cpu_s'], e['fps'] / b['frames_per_cpu_s'], e['rss'] / b['peak_rss_mb'],
+             e['whole'] / a['frames_per_cpu_s'], e['whole'] / b['frames_per_cpu_s'])
         ratios.setdefault(backend, []).append(q)
         print(f"  {backend}: edgewatch/(a) {q[0]:.2f}x (target >= 5x), edgewatch/(b) {q[1]:.2f}x (target >= 1x) frames per CPU-second; "
-              f"RSS edgewatch/(b) {q[2]:.2f} (target <= 0.5)")
+              f"RSS edgewatch/(b) {q[2]:.2f} (target <= 0.5); whole process: /(a) {q[3]:.2f}x, /(b) {q[4]:.2f}x")
 print(f"median over {rounds} rounds (each ratio from one round's side-by-side runs):")
 if channels_last:
     print(f"  channels-last vs as exported (tract): {spread(channels_last, 'x')} frames per CPU-second")
 for backend, qs in ratios.items():
-    vs_a, vs_b, rss = ([q[i] for q in qs] for i in range(3))
+    vs_a, vs_b, rss, whole_a, whole_b = ([q[i] for q in qs] for i in range(5))
     print(f"  {backend}: edgewatch/(a) {spread(vs_a, 'x')} (target >= 5x), "
           f"edgewatch/(b) {spread(vs_b, 'x')} (target >= 1x); "
-          f"RSS edgewatch/(b) {spread(rss)} (target <= 0.5)")
+          f"RSS edgewatch/(b) {spread(rss)} (target <= 0.5); "
+          f"whole process: /(a) {spread(whole_a, 'x')}, /(b) {spread(whole_b, 'x')}")
 PY
