@@ -520,4 +520,13 @@ mod tests {
             assert!(err.contains("this engine takes [1, "), "{err}");
         }
     }
+
+    /// The channels-last backbone's depthwise convolutions run on a tract kernel on the Pi:
+    /// tract 0.23 has one for arm64 (NEON) but none for x86, where they take a generic loop
+    /// (bench/README.md, session 8). A tract update that dropped it would change the Pi's figures.
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn aarch64_has_tracts_channels_last_depthwise_kernel() {
+        assert!(tract_linalg::routines::depthwise_c_f32().is_some());
+    }
 }
