@@ -85,7 +85,7 @@ for r in range(1, rounds + 1):
         user, sys_, maxkb = open(p).read().split()
         cpu = float(user) + float(sys_)
         loaded = [json.loads(l) for l in open(f"{run}/{backend}.log") if '"model loaded"' in l]
-        startup = loaded[0].get("startup_cpu_s", loaded[0].get("fields", {}).get("startup_cpu_s")) if loaded else None
+        startup = loaded[0].get("startup_cpu_s") if loaded else None
         if startup is None:
             sys.exit(f"error: no startup_cpu_s in {run}/{backend}.log's 'model loaded' line")
         e = {"fps": frames / (cpu - startup), "whole": frames / cpu, "rss": int(maxkb) / 1024}
