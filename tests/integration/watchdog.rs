@@ -578,14 +578,7 @@ async fn a_clip_waiting_for_its_archive_leaves_the_watchdog_idle() {
     assert_eq!(spool::complete_clips(&sp).unwrap(), vec![id.to_string()], "kept until archived");
     // The marker wakes it and the clip goes.
     mark_archived(&sp, id);
-    let sp2 = sp.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(10), "the delete after the archive", || {
-            spool::complete_clips(&sp2).unwrap().is_empty().then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    wait_spool_empty(&sp, Duration::from_secs(10), "the delete after the archive").await;
     assert_eq!(server.messages().len(), 1, "one alert");
     shutdown.cancel();
     running.wait().await.unwrap();
@@ -655,14 +648,7 @@ async fn poll_mode_delivers() {
     let shutdown = CancellationToken::new();
     let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
     put_clip(&cfg.clip.spool_dir, "20260101T000030.000Z-cam0", "cam0", true);
-    let sp = cfg.clip.spool_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(20), "delivery by polling", || {
-            spool::complete_clips(&sp).unwrap().is_empty().then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(20), "delivery by polling").await;
     assert_eq!(server.messages().len(), 1);
     let addr = running.http_addr;
     let mode = tokio::task::spawn_blocking(move || metric(addr, "edgewatch_watch_mode{mode=\"poll\"}")).await.unwrap();
