@@ -16,11 +16,14 @@
 # for clips), the references decode every frame as an OpenCV camera loop does: that difference is
 # part of the design being measured.
 # edgewatch runs three times: with tract (the default, what the Pi runs), with tract and
-# `model.channels-last = false` (the backbone exactly as exported: the rewrite's own effect), and
+# `model.channels-last = false` (the backbone as exported, with tract's own optimisations only:
+# the rewrite's own effect), and
 # with the onnxruntime backend (the same library as the references, from the model venv's wheel).
 # The four run one after the other, ROUNDS times (default 3); each round prints its figures and
 # ratios, and the last lines give the median ratio over the rounds: on a shared 2-core VM one
 # round alone has swung by a third.
+# BENCH_BASELINE_BIN=/path/to/another/edgewatch adds a fifth run, that binary with tract, and
+# the ratio of this build's tract to it: a change's own effect, side by side in the same rounds.
 # Usage: bench/detect-vs-python.sh [LOOPS (default 5: the 24 s demo video 5 times, 1800 frames)] [ROUNDS]
 # Needs model/run-tests.sh's venv (onnxruntime, OpenCV).
 source "$(dirname "$0")/lib.sh"
@@ -44,17 +47,20 @@ detect() {
   if [ "$1" = onnxruntime ]; then
     sed -i "s|^\[model\]|[model]\nbackend = \"onnxruntime\"\nonnxruntime-library = \"$ORT_LIB\"|" "$conf"
   fi
-  # The channels-last rewrite's own effect: tract running the backbone exactly as exported.
+  # The channels-last rewrite's own effect: tract running the backbone as exported.
   if [ "$1" = tract-nchw ]; then
     sed -i "s|^\[model\]|[model]\nchannels-last = false|" "$conf"
   fi
-  /usr/bin/time -f "%U %S %M" -o "$RUN/$1.time" "$BIN" --config "$conf" detect > "$RUN/$1.log" 2>&1
+  local bin=$BIN
+  [ "$1" = tract-baseline ] && bin=$BENCH_BASELINE_BIN
+  /usr/bin/time -f "%U %S %M" -o "$RUN/$1.time" "$bin" --config "$conf" detect > "$RUN/$1.log" 2>&1
 }
 ort_ok=1
 for round in $(seq 1 "$ROUNDS"); do
   RUN="$RUNS/$round"
   mkdir -p "$RUN"
   detect tract
+  if [ -n "${BENCH_BASELINE_BIN:-}" ]; then detect tract-baseline; fi
   detect tract-nchw
   if [ $round = 1 ]; then
     EDGEWATCH_MODEL__BACKEND=onnxruntime "$BIN" check-config "$RUN/tract.toml" > /dev/null 2>&1 || ort_ok=0
@@ -71,14 +77,16 @@ def last_json(p):
 def spread(xs, unit=""):
     return f"{statistics.median(xs):.2f}{unit} [{min(xs):.2f}-{max(xs):.2f}]"
 ratios = {}
-channels_last = []
+channels_last, vs_baseline = [], []
 for r in range(1, rounds + 1):
     run = f"{runs}/{r}"
     a, b = last_json(f"{run}/a.json"), last_json(f"{run}/b.json")
     print(f"detect vs Python references, round {r} of {rounds}: {a['video']} ({frames} frames), model/demo, one inference thread each")
     rows = []
-    for backend in ("tract", "tract-nchw", "onnxruntime"):
+    for backend in ("tract", "tract-baseline", "tract-nchw", "onnxruntime"):
         p = f"{run}/{backend}.time"
+        if backend == "tract-baseline" and not os.path.exists(p):
+            continue
         if not os.path.exists(p):
             print(f"  edgewatch detect ({backend}): not run (binary built without the onnxruntime feature)")
             continue
@@ -90,14 +98,18 @@ for r in range(1, rounds + 1):
             sys.exit(f"error: no startup_cpu_s in {run}/{backend}.log's 'model loaded' line")
         e = {"fps": frames / (cpu - startup), "whole": frames / cpu, "rss": int(maxkb) / 1024}
         rows.append((backend, e))
-        print(f"  edgewatch detect ({backend + '):':<13} {e['fps']:7.1f} frames/CPU-s after start-up, {e['whole']:7.1f} whole process "
-              f"({cpu:.2f} CPU-s, {startup:.2f} of them start-up)  peak RSS {e['rss']:6.1f} MB")
+        dw = loaded[0].get("depthwise_kernel", "not logged")
+        print(f"  edgewatch detect ({backend + '):':<16} {e['fps']:7.1f} frames/CPU-s after start-up, {e['whole']:7.1f} whole process "
+              f"({cpu:.2f} CPU-s, {startup:.2f} of them start-up)  peak RSS {e['rss']:6.1f} MB  depthwise kernel: {dw}")
     print(f"  (a) Python fused sliding window:   {a['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {a['peak_rss_mb']:6.1f} MB")
     print(f"  (b) Python streaming onnxruntime:  {b['frames_per_cpu_s']:7.1f} frames/CPU-s  peak RSS {b['peak_rss_mb']:6.1f} MB")
     fps = dict((k, e['fps']) for k, e in rows)
     if "tract-nchw" in fps:
         channels_last.append(fps["tract"] / fps["tract-nchw"])
         print(f"  channels-last (tract's default) vs the backbone as exported: {fps['tract'] / fps['tract-nchw']:.2f}x frames per CPU-second")
+    if "tract-baseline" in fps:
+        vs_baseline.append(fps["tract"] / fps["tract-baseline"])
+        print(f"  this build vs BENCH_BASELINE_BIN (tract): {fps['tract'] / fps['tract-baseline']:.2f}x frames per CPU-second")
     for backend, e in rows:
         q = (e['fps'] / a['frames_per_cpu_s'], e['fps'] / b['frames_per_cpu_s'], e['rss'] / b['peak_rss_mb'],
              e['whole'] / a['frames_per_cpu_s'], e['whole'] / b['frames_per_cpu_s'])
@@ -107,6 +119,8 @@ for r in range(1, rounds + 1):
 print(f"median over {rounds} rounds (each ratio from one round's side-by-side runs):")
 if channels_last:
     print(f"  channels-last vs as exported (tract): {spread(channels_last, 'x')} frames per CPU-second")
+if vs_baseline:
+    print(f"  this build vs BENCH_BASELINE_BIN (tract): {spread(vs_baseline, 'x')} frames per CPU-second")
 for backend, qs in ratios.items():
     vs_a, vs_b, rss, whole_a, whole_b = ([q[i] for q in qs] for i in range(5))
     print(f"  {backend}: edgewatch/(a) {spread(vs_a, 'x')} (target >= 5x), "

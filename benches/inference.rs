@@ -129,6 +129,9 @@ fn main() {
 
     backbone_nchw_vs_nhwc(&bundle, &engine, &sample);
 
+    #[cfg(target_arch = "x86_64")]
+    depthwise_kernel_vs_generic(&bundle);
+
     #[cfg(feature = "onnxruntime")]
     backbone_tract_vs_onnxruntime(&bundle, &engine, &sample);
 }
@@ -174,6 +177,130 @@ fn backbone_nchw_vs_nhwc(bundle: &ModelBundle, nhwc: &Engine, jpegs: &[&Vec<u8>]
             ms(b),
             a.as_secs_f64() / b.as_secs_f64(),
             max_difference(&fa, &fb)
+        );
+    }
+}
+
+/// edgewatch's x86 channels-last depthwise kernel against tract's generic loop (restated here:
+/// tract's is private), on the depthwise layers of this backbone with random data, alternating
+/// three times. The end-to-end effect is the NCHW/NHWC line above and `bench/detect-vs-python.sh`
+/// with `BENCH_BASELINE_BIN`; this isolates the kernel from the rest of the frame.
+#[cfg(target_arch = "x86_64")]
+fn depthwise_kernel_vs_generic(bundle: &ModelBundle) {
+    use edgewatch::infer::depthwise_x86::depthwise_c_f32;
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::ops::cnn::Conv;
+
+    // The depthwise layers: (channels, input height, input width, stride), from the graph itself.
+    let model = tract_onnx::onnx().model_for_read(&mut &bundle.backbone[..]).unwrap().into_typed().unwrap();
+    let layers: Vec<(usize, usize, usize, usize)> = model
+        .nodes()
+        .iter()
+        .filter_map(|n| {
+            let conv = n.op_as::<Conv>().filter(|c| c.group > 1)?;
+            let shape = model.outlet_fact(n.inputs[0]).ok()?.shape.as_concrete()?.to_vec();
+            Some((shape[1], shape[2], shape[3], conv.pool_spec.strides()[0]))
+        })
+        .collect();
+    if layers.is_empty() || !std::arch::is_x86_feature_detected!("avx") {
+        println!("depthwise kernel: no depthwise layers or no AVX here: nothing to compare");
+        return;
+    }
+    println!(
+        "channels-last 3x3 depthwise, edgewatch's AVX kernel vs tract's generic loop: the backbone's {} depthwise layers, 1 thread",
+        layers.len()
+    );
+    let mut seed = 1u32;
+    let mut rand = move || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+    };
+    // Zero-padded NHWC inputs, so every output point has all nine taps (tract's interior zone).
+    struct Layer {
+        c: usize,
+        w: usize,
+        ho: usize,
+        wo: usize,
+        s: usize,
+        input: Vec<f32>,
+        kernel: Vec<f32>,
+        bias: Vec<f32>,
+    }
+    let layers: Vec<Layer> = layers
+        .iter()
+        .map(|&(c, h, w, s)| Layer {
+            c,
+            w,
+            ho: h.div_ceil(s),
+            wo: w.div_ceil(s),
+            s,
+            input: (0..(h + 2) * (w + 2) * c).map(|_| rand()).collect(),
+            kernel: (0..9 * c).map(|_| rand()).collect(),
+            bias: (0..c).map(|_| rand()).collect(),
+        })
+        .collect();
+    let run = |l: &Layer, out: &mut [f32], kernel: bool| {
+        let row = ((l.w + 2) * l.c) as isize;
+        let (kix, offs): (Vec<usize>, Vec<isize>) =
+            (0..9).map(|t| (t, (t as isize / 3 - 1) * row + (t as isize % 3 - 1) * l.c as isize)).unzip();
+        let in_stride = (l.s * l.c) as isize;
+        for oy in 0..l.ho {
+            let centre = (oy * l.s + 1) * (l.w + 2) * l.c + l.c;
+            let out = &mut out[oy * l.wo * l.c..(oy + 1) * l.wo * l.c];
+            if kernel {
+                unsafe {
+                    depthwise_c_f32(
+                        l.input.as_ptr().add(centre),
+                        out.as_mut_ptr(),
+                        l.kernel.as_ptr(),
+                        &kix,
+                        &offs,
+                        l.bias.as_ptr(),
+                        l.c,
+                        l.c,
+                        l.wo,
+                        in_stride,
+                        l.c as isize,
+                    )
+                }
+            } else {
+                // tract 0.23.9's depth_wise::eval_c_inner fallback: taps outer, channels inner.
+                for (i, out) in out.chunks_mut(l.c).enumerate() {
+                    let base = centre as isize + i as isize * in_stride;
+                    out.copy_from_slice(&l.bias);
+                    for (&k, &off) in kix.iter().zip(&offs) {
+                        let k = &l.kernel[k * l.c..(k + 1) * l.c];
+                        let x = &l.input[(base + off) as usize..(base + off) as usize + l.c];
+                        for c in 0..l.c {
+                            out[c] += k[c] * x[c];
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let mut outs: Vec<[Vec<f32>; 2]> =
+        layers.iter().map(|l| [vec![0.0; l.ho * l.wo * l.c], vec![0.0; l.ho * l.wo * l.c]]).collect();
+    let passes = 200;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for round in 1..=3 {
+        let mut t = [Duration::ZERO; 2];
+        for (which, t) in t.iter_mut().enumerate() {
+            let t0 = Instant::now();
+            for _ in 0..passes {
+                for (l, out) in layers.iter().zip(&mut outs) {
+                    run(l, &mut out[which], which == 1);
+                }
+            }
+            *t = t0.elapsed() / passes;
+        }
+        let same = outs.iter().all(|[a, b]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(same, "the kernel and the generic loop disagree");
+        println!(
+            "  round {round}: generic {:6.3} ms/frame, AVX kernel {:6.3} ms/frame, ratio {:.2}x (outputs bit-identical)",
+            ms(t[0]),
+            ms(t[1]),
+            t[0].as_secs_f64() / t[1].as_secs_f64()
         );
     }
 }

@@ -193,8 +193,9 @@ pub struct ModelConfig {
     pub onnxruntime_library: Option<PathBuf>,
     /// Threads for one inference; 1 keeps a core free for capture and encoding on a Pi.
     pub threads: usize,
-    /// tract only: run the backbone's convolutions channels-last (faster, same features; see
-    /// `infer::channels_last`). `false` runs the graph exactly as exported.
+    /// tract only: run all of the backbone's convolutions channels-last (same features; see
+    /// `infer::channels_last`). `false` runs the graph as exported, with only the depthwise
+    /// convolutions moved channels-last by tract itself (bench/README.md, session 9).
     pub channels_last: bool,
 }
 

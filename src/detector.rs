@@ -144,7 +144,8 @@ async fn pipeline(
     let startup_cpu_s = ((cpu.tv_sec as f64 + cpu.tv_nsec as f64 * 1e-9) * 1e3).round() / 1e3;
     tracing::info!(name = %m.name, sha256 = %bundle.manifest_sha256, origin = %bundle.origin,
         input = %format!("{}x{}", m.input.width, m.input.height), window = m.temporal.window, backend = %engine.backend(),
-        layout = engine.input_layout().name(), startup_cpu_s, "model loaded");
+        layout = engine.input_layout().name(), depthwise_kernel = engine.depthwise_kernel(), startup_cpu_s,
+        "model loaded");
     health.set_initialised();
 
     spool::prepare(&cfg.clip.spool_dir)

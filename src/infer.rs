@@ -6,6 +6,8 @@
 //! tract runs the graphs by default; onnxruntime (cargo feature `onnxruntime`, `model.backend`)
 //! is the alternative, behind the same [`Engine`].
 
+#[cfg(target_arch = "x86_64")]
+pub mod depthwise_x86;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 
@@ -13,7 +15,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fast_image_resize::images::Image;
+use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::change_axes::{AxisChange, AxisOp};
@@ -49,16 +51,27 @@ pub enum InferError {
 
 /// Decodes a JPEG to RGB.
 pub fn decode_rgb(jpeg: &[u8]) -> Result<Rgb, InferError> {
+    let mut data = Vec::new();
+    let (width, height) = decode_rgb_into(jpeg, &mut data)?;
+    Ok(Rgb { width, height, data })
+}
+
+/// [`decode_rgb`] into a buffer the caller keeps across frames, sized to the image here: a fresh
+/// buffer per 640x480 frame is 900 KB to allocate and zero every time (2 % of the detector's CPU).
+/// Returns the width and height.
+pub fn decode_rgb_into(jpeg: &[u8], buf: &mut Vec<u8>) -> Result<(u32, u32), InferError> {
     let opts =
         DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB).set_max_width(8192).set_max_height(8192);
     let mut dec = JpegDecoder::new_with_options(ZCursor::new(jpeg), opts);
-    let data = dec.decode().map_err(|e| InferError::Decode(format!("{e:?}")))?;
+    dec.decode_headers().map_err(|e| InferError::Decode(format!("{e:?}")))?;
     let info = dec.info().ok_or_else(|| InferError::Decode("no image info".into()))?;
     let (width, height) = (info.width as u32, info.height as u32);
-    if data.len() != (width * height * 3) as usize {
+    if dec.output_buffer_size() != Some(width as usize * height as usize * 3) {
         return Err(InferError::Decode("decoded size does not match the header".into()));
     }
-    Ok(Rgb { width, height, data })
+    buf.resize(width as usize * height as usize * 3, 0);
+    dec.decode_into(buf).map_err(|e| InferError::Decode(format!("{e:?}")))?;
+    Ok((width, height))
 }
 
 /// How the backbone takes its input: the contract's NCHW `[1,3,H,W]`, or the channels-last
@@ -95,6 +108,8 @@ pub struct Preprocessor {
     offset: [f32; 3],
     resizer: Resizer,
     resized: Image<'static>,
+    /// The decoded frame, reused (see [`decode_rgb_into`]).
+    frame: Vec<u8>,
 }
 
 impl Preprocessor {
@@ -111,18 +126,24 @@ impl Preprocessor {
             offset,
             resizer: Resizer::new(),
             resized: Image::new(w, h, PixelType::U8x3),
+            frame: Vec::new(),
         }
     }
 
     /// Decodes, resizes and normalises one frame.
     pub fn tensor(&mut self, jpeg: &[u8]) -> Result<Tensor, InferError> {
-        let rgb = decode_rgb(jpeg)?;
-        self.tensor_from_rgb(rgb)
+        let mut frame = std::mem::take(&mut self.frame);
+        let tensor = decode_rgb_into(jpeg, &mut frame).and_then(|(w, h)| self.resize_normalise(w, h, &frame));
+        self.frame = frame;
+        tensor
     }
 
     pub fn tensor_from_rgb(&mut self, rgb: Rgb) -> Result<Tensor, InferError> {
-        let src = Image::from_vec_u8(rgb.width, rgb.height, rgb.data, PixelType::U8x3)
-            .map_err(|e| InferError::Decode(e.to_string()))?;
+        self.resize_normalise(rgb.width, rgb.height, &rgb.data)
+    }
+
+    fn resize_normalise(&mut self, width: u32, height: u32, rgb: &[u8]) -> Result<Tensor, InferError> {
+        let src = ImageRef::new(width, height, rgb, PixelType::U8x3).map_err(|e| InferError::Decode(e.to_string()))?;
         let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
         self.resizer.resize(&src, &mut self.resized, &opts).map_err(|e| InferError::Decode(e.to_string()))?;
         let (w, h) = (self.width as usize, self.height as usize);
@@ -300,6 +321,14 @@ fn contract_shapes(m: &Manifest) -> [Vec<usize>; 4] {
     [vec![1, 3, h, w], vec![1, f], vec![1, t, f], vec![1, 1]]
 }
 
+/// The kernel tract runs channels-last depthwise convolutions with on this machine, or
+/// `"generic"`: its arm64 one on the Pi, edgewatch's AVX one on x86 ([`depthwise_x86`]).
+/// Logged at start-up, since it decides a large share of the per-frame cost.
+pub fn depthwise_kernel() -> &'static str {
+    use tract_linalg::routines::{best_for, Func};
+    best_for(Func::DepthwiseC, DatumType::F32, &tract_linalg::isa::native()).map_or("generic", |r| r.name())
+}
+
 fn with_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
     if threads > 1 {
         tract_linalg::multithread::multithread_tract_scope(tract_linalg::multithread::Executor::multithread(threads), f)
@@ -360,6 +389,14 @@ impl Engine {
             Graphs::Tract { .. } => Backend::Tract,
             #[cfg(feature = "onnxruntime")]
             Graphs::Onnxruntime { .. } => Backend::Onnxruntime,
+        }
+    }
+
+    /// [`depthwise_kernel`] for tract, `"-"` for a backend that brings its own.
+    pub fn depthwise_kernel(&self) -> &'static str {
+        match self.backend() {
+            Backend::Tract => depthwise_kernel(),
+            Backend::Onnxruntime => "-",
         }
     }
 
@@ -522,11 +559,12 @@ mod tests {
     }
 
     /// The channels-last backbone's depthwise convolutions run on a tract kernel on the Pi:
-    /// tract 0.23 has one for arm64 (NEON) but none for x86, where they take a generic loop
-    /// (bench/README.md, session 8). A tract update that dropped it would change the Pi's figures.
+    /// tract 0.23 has one for arm64 (NEON) but none for x86, where edgewatch declares its own
+    /// (`src/infer/depthwise_x86.rs`). A tract update that dropped it would change the Pi's figures.
     #[cfg(target_arch = "aarch64")]
     #[test]
     fn aarch64_has_tracts_channels_last_depthwise_kernel() {
         assert!(tract_linalg::routines::depthwise_c_f32().is_some());
+        assert_eq!(depthwise_kernel(), "arm64simd_depthwise_c_f32");
     }
 }

@@ -254,6 +254,14 @@ fn sigterm_finishes_the_clip_in_flight() {
     // Start-up CPU (the benchmark's steady-state figure subtracts it) is logged, and real.
     let loaded: serde_json::Value = serde_json::from_str(loaded).unwrap();
     assert!(loaded["startup_cpu_s"].as_f64().is_some_and(|s| s > 0.0 && s < 60.0), "{loaded}");
+    // The released binary, not just the library's unit tests, has edgewatch's x86 depthwise
+    // kernel in tract's registry: a linker dropping the registration would show here.
+    #[cfg(target_arch = "x86_64")]
+    let kernel =
+        if std::arch::is_x86_feature_detected!("avx") { "edgewatch_x86_64_avx_depthwise_c_f32" } else { "generic" };
+    #[cfg(target_arch = "aarch64")]
+    let kernel = "arm64simd_depthwise_c_f32";
+    assert_eq!(loaded["depthwise_kernel"], kernel, "{loaded}");
 }
 
 /// A spool below its free-space floor: a clear error, a metric, a bounded retry, and the
