@@ -521,6 +521,30 @@ mod tests {
         out.into_iter().step_by(step).take(n).collect()
     }
 
+    /// A decode into the kept buffer gives what a fresh buffer gives, also when the frame before
+    /// was another image and this one is cut short: no pixel of the earlier frame survives.
+    #[test]
+    fn a_reused_decode_buffer_keeps_nothing_of_the_previous_frame() {
+        let jpegs = frames(2);
+        let mut kept = Vec::new();
+        for cut in [1.0, 0.5, 0.2] {
+            decode_rgb_into(&jpegs[0], &mut kept).unwrap();
+            let truncated = &jpegs[1][..(jpegs[1].len() as f64 * cut) as usize];
+            let fresh = decode_rgb(truncated);
+            match (decode_rgb_into(truncated, &mut kept), fresh) {
+                (Ok(dims), Ok(fresh)) => {
+                    assert_eq!(dims, (fresh.width, fresh.height));
+                    assert!(
+                        kept == fresh.data,
+                        "a frame cut to {cut} of its length decodes differently into a kept buffer"
+                    );
+                }
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("cut to {cut}: kept buffer {:?}, fresh {:?}", a.map(|_| ()), b.map(|_| ())),
+            }
+        }
+    }
+
     /// The channels-last rewrite applies to both shipped models and changes no feature: the same
     /// real frames through the backbone as exported (NCHW) and rewritten (NHWC). The aarch64 leg
     /// runs this under qemu, on tract's arm64 depthwise kernel.
