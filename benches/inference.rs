@@ -187,7 +187,8 @@ fn backbone_nchw_vs_nhwc(bundle: &ModelBundle, nhwc: &Engine, jpegs: &[&Vec<u8>]
 /// with `BENCH_BASELINE_BIN`; this isolates the kernel from the rest of the frame.
 #[cfg(target_arch = "x86_64")]
 fn depthwise_kernel_vs_generic(bundle: &ModelBundle) {
-    use edgewatch::infer::depthwise_x86::depthwise_c_f32;
+    use edgewatch::infer::depthwise_x86::{depthwise_c_f32, generic_depthwise_c_f32};
+    use tract_linalg::routines::DepthwiseCF32;
     use tract_onnx::prelude::*;
     use tract_onnx::tract_core::ops::cnn::Conv;
 
@@ -247,35 +248,22 @@ fn depthwise_kernel_vs_generic(bundle: &ModelBundle) {
         for oy in 0..l.ho {
             let centre = (oy * l.s + 1) * (l.w + 2) * l.c + l.c;
             let out = &mut out[oy * l.wo * l.c..(oy + 1) * l.wo * l.c];
-            if kernel {
-                unsafe {
-                    depthwise_c_f32(
-                        l.input.as_ptr().add(centre),
-                        out.as_mut_ptr(),
-                        l.kernel.as_ptr(),
-                        &kix,
-                        &offs,
-                        l.bias.as_ptr(),
-                        l.c,
-                        l.c,
-                        l.wo,
-                        in_stride,
-                        l.c as isize,
-                    )
-                }
-            } else {
-                // tract 0.23.9's depth_wise::eval_c_inner fallback: taps outer, channels inner.
-                for (i, out) in out.chunks_mut(l.c).enumerate() {
-                    let base = centre as isize + i as isize * in_stride;
-                    out.copy_from_slice(&l.bias);
-                    for (&k, &off) in kix.iter().zip(&offs) {
-                        let k = &l.kernel[k * l.c..(k + 1) * l.c];
-                        let x = &l.input[(base + off) as usize..(base + off) as usize + l.c];
-                        for c in 0..l.c {
-                            out[c] += k[c] * x[c];
-                        }
-                    }
-                }
+            // The generic one is tract 0.23.9's depth_wise::eval_c_inner fallback, restated.
+            let f: DepthwiseCF32 = if kernel { depthwise_c_f32 } else { generic_depthwise_c_f32 };
+            unsafe {
+                f(
+                    l.input.as_ptr().add(centre),
+                    out.as_mut_ptr(),
+                    l.kernel.as_ptr(),
+                    &kix,
+                    &offs,
+                    l.bias.as_ptr(),
+                    l.c,
+                    l.c,
+                    l.wo,
+                    in_stride,
+                    l.c as isize,
+                )
             }
         }
     };

@@ -66,10 +66,11 @@ pub fn decode_rgb_into(jpeg: &[u8], buf: &mut Vec<u8>) -> Result<(u32, u32), Inf
     dec.decode_headers().map_err(|e| InferError::Decode(format!("{e:?}")))?;
     let info = dec.info().ok_or_else(|| InferError::Decode("no image info".into()))?;
     let (width, height) = (info.width as u32, info.height as u32);
-    if dec.output_buffer_size() != Some(width as usize * height as usize * 3) {
+    let size = width as usize * height as usize * 3;
+    if dec.output_buffer_size() != Some(size) {
         return Err(InferError::Decode("decoded size does not match the header".into()));
     }
-    buf.resize(width as usize * height as usize * 3, 0);
+    buf.resize(size, 0);
     dec.decode_into(buf).map_err(|e| InferError::Decode(format!("{e:?}")))?;
     Ok((width, height))
 }

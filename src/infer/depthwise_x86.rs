@@ -110,38 +110,47 @@ pub unsafe fn depthwise_c_f32(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// tract's generic loop, restated: bias, then per tap a multiply and an add, channels inner.
-    #[allow(clippy::too_many_arguments)]
-    fn reference(
-        input: &[f32],
-        input_base: usize,
-        kernel: &[f32],
-        taps: &[(usize, isize)],
-        bias: &[f32],
-        channels: usize,
-        k_stride: usize,
-        len: usize,
-        in_stride: isize,
-        out_stride: isize,
-        out_len: usize,
-    ) -> Vec<f32> {
-        let mut out = vec![f32::NAN; out_len];
-        for i in 0..len {
-            let o = i * out_stride as usize;
-            out[o..o + channels].copy_from_slice(&bias[..channels]);
-            for &(kix, off) in taps {
+/// tract 0.23.9's fallback for machines without this kernel (`depth_wise::eval_c_inner`), restated
+/// with the kernel's signature: the reference its unit test and `cargo bench --bench inference`
+/// hold it to. Not registered. Taps outer, channels inner: the output is stored and reloaded once
+/// per tap.
+///
+/// # Safety
+/// As [`depthwise_c_f32`], without the AVX requirement.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn generic_depthwise_c_f32(
+    input: *const f32,
+    output: *mut f32,
+    kernel: *const f32,
+    tap_indices: &[usize],
+    offsets: &[isize],
+    bias: *const f32,
+    channels: usize,
+    k_stride: usize,
+    len: usize,
+    in_stride: isize,
+    out_stride: isize,
+) {
+    unsafe {
+        for i in 0..len as isize {
+            let iptr = input.offset(in_stride * i);
+            let out = std::slice::from_raw_parts_mut(output.offset(out_stride * i), channels);
+            out.copy_from_slice(std::slice::from_raw_parts(bias, channels));
+            for (&kix, &off) in tap_indices.iter().zip(offsets) {
+                let k = std::slice::from_raw_parts(kernel.add(k_stride * kix), channels);
+                let x = std::slice::from_raw_parts(iptr.offset(off), channels);
                 for c in 0..channels {
-                    let x = input[(input_base as isize + i as isize * in_stride + off) as usize + c];
-                    out[o + c] += kernel[kix * k_stride + c] * x;
+                    out[c] += k[c] * x[c];
                 }
             }
         }
-        out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_linalg::routines::DepthwiseCF32;
 
     #[test]
     fn matches_tracts_generic_loop_bit_for_bit() {
@@ -172,26 +181,25 @@ mod tests {
                 let kernel: Vec<f32> = (0..9 * k_stride).map(|_| rand()).collect();
                 let bias: Vec<f32> = (0..channels).map(|_| rand()).collect();
                 let out_len = (len - 1) * out_stride as usize + channels;
-                let want = reference(
-                    &input, base, &kernel, &taps, &bias, channels, k_stride, len, in_stride, out_stride, out_len,
-                );
-                let mut got = vec![f32::NAN; out_len];
                 let (kix, offs): (Vec<usize>, Vec<isize>) = taps.iter().copied().unzip();
-                unsafe {
-                    depthwise_c_f32(
-                        input.as_ptr().add(base),
-                        got.as_mut_ptr(),
-                        kernel.as_ptr(),
-                        &kix,
-                        &offs,
-                        bias.as_ptr(),
-                        channels,
-                        k_stride,
-                        len,
-                        in_stride,
-                        out_stride,
-                    )
-                };
+                let (mut want, mut got) = (vec![f32::NAN; out_len], vec![f32::NAN; out_len]);
+                for (run, out) in [(generic_depthwise_c_f32 as DepthwiseCF32, &mut want), (depthwise_c_f32, &mut got)] {
+                    unsafe {
+                        run(
+                            input.as_ptr().add(base),
+                            out.as_mut_ptr(),
+                            kernel.as_ptr(),
+                            &kix,
+                            &offs,
+                            bias.as_ptr(),
+                            channels,
+                            k_stride,
+                            len,
+                            in_stride,
+                            out_stride,
+                        )
+                    };
+                }
                 for i in 0..len {
                     let o = i * out_stride as usize;
                     let (g, w) = (&got[o..o + channels], &want[o..o + channels]);

@@ -258,7 +258,7 @@ fn sigterm_finishes_the_clip_in_flight() {
     // kernel in tract's registry: a linker dropping the registration would show here.
     #[cfg(target_arch = "x86_64")]
     let kernel =
-        if std::arch::is_x86_feature_detected!("avx") { "edgewatch_x86_64_avx_depthwise_c_f32" } else { "generic" };
+        if std::arch::is_x86_feature_detected!("avx") { edgewatch::infer::depthwise_x86::NAME } else { "generic" };
     #[cfg(target_arch = "aarch64")]
     let kernel = "arm64simd_depthwise_c_f32";
     assert_eq!(loaded["depthwise_kernel"], kernel, "{loaded}");
