@@ -8,6 +8,8 @@
 
 #[cfg(target_arch = "x86_64")]
 pub mod depthwise_x86;
+#[cfg(target_arch = "x86_64")]
+pub mod matmul_x86;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 
