@@ -132,6 +132,9 @@ fn main() {
     #[cfg(target_arch = "x86_64")]
     depthwise_kernel_vs_generic(&bundle);
 
+    #[cfg(target_arch = "x86_64")]
+    matmul_tiles_vs_tracts_pick(&bundle, &engine, &sample);
+
     #[cfg(feature = "onnxruntime")]
     backbone_tract_vs_onnxruntime(&bundle, &engine, &sample);
 }
@@ -166,19 +169,45 @@ fn backbone_nchw_vs_nhwc(bundle: &ModelBundle, nhwc: &Engine, jpegs: &[&Vec<u8>]
         return;
     }
     let nchw = Engine::load_tract(bundle, 1, Layout::Nchw).unwrap();
+    alternate(("NCHW", &nchw, &inputs_for(&nchw, jpegs)), ("NHWC", nhwc, &inputs_for(nhwc, jpegs)));
+}
+
+/// Three alternating rounds of two backbones on their inputs for the same frames: each one's time
+/// per frame, the ratio a/b and the largest feature difference.
+fn alternate(a: (&str, &Engine, &[tract_onnx::prelude::Tensor]), b: (&str, &Engine, &[tract_onnx::prelude::Tensor])) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let (a_in, b_in) = (inputs_for(&nchw, jpegs), inputs_for(nhwc, jpegs));
     for round in 1..=3 {
-        let (a, fa) = time_backbone(&nchw, &a_in);
-        let (b, fb) = time_backbone(nhwc, &b_in);
+        let (ta, fa) = time_backbone(a.1, a.2);
+        let (tb, fb) = time_backbone(b.1, b.2);
         println!(
-            "  round {round}: NCHW {:7.3} ms/frame, NHWC {:7.3} ms/frame, ratio NCHW/NHWC {:.2}x (max |feature difference| {:.2e})",
-            ms(a),
-            ms(b),
-            a.as_secs_f64() / b.as_secs_f64(),
+            "  round {round}: {} {:7.3} ms/frame, {} {:7.3} ms/frame, ratio {}/{} {:.2}x (max |feature difference| {:.2e})",
+            a.0,
+            ms(ta),
+            b.0,
+            ms(tb),
+            a.0,
+            b.0,
+            ta.as_secs_f64() / tb.as_secs_f64(),
             max_difference(&fa, &fb)
         );
     }
+}
+
+/// The backbone with tract's own matrix-kernel picks against edgewatch's wide tiles for the tiny-k
+/// products (`matmul_x86`, the default), alternating three times on the same frames.
+#[cfg(target_arch = "x86_64")]
+fn matmul_tiles_vs_tracts_pick(bundle: &ModelBundle, wide: &Engine, jpegs: &[&Vec<u8>]) {
+    use edgewatch::infer::matmul_x86;
+    println!(
+        "backbone alone, tract's matrix-kernel picks vs wide tiles for k <= {} (the default): same frames, 1 thread",
+        matmul_x86::MAX_K
+    );
+    matmul_x86::set_enabled(false);
+    let tracts = Engine::load_tract(bundle, 1, wide.input_layout());
+    matmul_x86::set_enabled(true);
+    let tracts = tracts.unwrap();
+    let inputs = inputs_for(wide, jpegs);
+    alternate(("tract's picks", &tracts, &inputs), ("wide tiles", wide, &inputs));
 }
 
 /// edgewatch's x86 channels-last depthwise kernel against tract's generic loop (restated here:

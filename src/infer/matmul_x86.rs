@@ -14,6 +14,8 @@
 //! otherwise defers. Every f32 kernel accumulates over k in the same order with FMA, so the scores
 //! do not depend on which one runs (the tract-vs-onnxruntime and channels-last tests hold them).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tract_linalg::isa::{Arch, IsaSet};
 use tract_linalg::mmm::{suitable_named, Query, Suitable};
 use tract_linalg::mmm_tiers::{self, MmmTier};
@@ -25,6 +27,14 @@ pub const NAME: &str = "edgewatch-small-k-wide-tiles";
 pub const MAX_K: usize = 16;
 /// The narrowest tile offered for them (measured: 3 and 4 gained less than 6).
 pub const MIN_NR: usize = 6;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the tier off (or back on) for graphs optimised from then on, which keep the kernels
+/// chosen then: `cargo bench --bench inference` loads the backbone both ways to time the two.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::SeqCst);
+}
 
 inventory::submit! {
     MmmTier {
@@ -41,7 +51,11 @@ inventory::submit! {
 /// product with a known k up to [`MAX_K`] and n at least 2; `None` (tract decides) otherwise, and
 /// when no tier below picks one of those tiles.
 fn wide_tiles_for_small_k(isa: &IsaSet, dt: DatumType, query: &Query, suitable: &[Suitable]) -> Option<&'static str> {
-    if dt != DatumType::F32 || query.n.is_none_or(|n| n < 2) || query.k.is_none_or(|k| k > MAX_K) {
+    if !ENABLED.load(Ordering::SeqCst)
+        || dt != DatumType::F32
+        || query.n.is_none_or(|n| n < 2)
+        || query.k.is_none_or(|k| k > MAX_K)
+    {
         return None;
     }
     let wide: Vec<Suitable> = suitable.iter().filter(|(mmm, _, _)| mmm.nr() >= MIN_NR).cloned().collect();
