@@ -62,7 +62,9 @@ fn wide_tiles_for_small_k(isa: &IsaSet, dt: DatumType, query: &Query, suitable: 
     tract_below(isa, dt, query, &wide)
 }
 
-/// What tract's own tiers pick among `suitable`, this one left out.
+/// What tract's own tiers pick among `suitable`, this one left out. The walk is
+/// `mmm_tiers::preferred`'s, restated because that returns an index, and a tier has to answer
+/// with a `'static` name.
 fn tract_below(isa: &IsaSet, dt: DatumType, query: &Query, suitable: &[Suitable]) -> Option<&'static str> {
     mmm_tiers::for_isa(isa).into_iter().filter(|t| t.name != NAME).find_map(|t| {
         let name = (t.preferred)(isa, dt, query, suitable)?;
