@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use edgewatch::config::{Config, SmtpTls, WatchMode};
 use edgewatch::spool::{self, ClipPaths, Sidecar};
-use edgewatch::watchdog::state::Delivery;
+use edgewatch::watchdog::state::{Delivery, Part};
 use tokio_util::sync::CancellationToken;
 
 const CLIPS: usize = 200;
@@ -144,7 +144,7 @@ fn start_aiosmtpd(maildir: &Path) -> (Child, u16) {
 /// When the watchdog recorded the server's 250 for this clip (unix seconds), once it has.
 fn accepted_at(spool: &Path, id: &str) -> Option<f64> {
     let d = Delivery::load(spool, id).ok()??;
-    let t = d.recipients.values().next()?.accepted_at?;
+    let t = d.part(Part::Clip)?.values().next()?.accepted_at?;
     Some(t.timestamp_micros() as f64 / 1e6)
 }
 
@@ -252,6 +252,7 @@ fn main() {
             still: Some(clip.1.clone()),
             link: None,
             summary: &[],
+            reply_to: None,
         };
         let msg = edgewatch::watchdog::mail::build(&cfg.smtp, "ops@example.com", &alert).expect("message");
         dot_stuff(&msg.formatted())

@@ -149,34 +149,51 @@ impl Archiver {
         let sidecar_bytes = tokio::fs::read(&paths.sidecar).await.map_err(UploadError::Gone)?;
         let sidecar: Sidecar = serde_json::from_slice(&sidecar_bytes)
             .map_err(|e| UploadError::Gone(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        let clip = tokio::fs::read(&paths.clip).await.map_err(UploadError::Gone)?;
-        let clip_name = format!("{id}.{}", spool::CLIP_EXT);
+        // An event without a clip is archived as its sidecar and still: the record of what happened.
+        let (data_path, data_name, data_type) = if sidecar.clip_missing.is_none() {
+            (&paths.clip, format!("{id}.{}", spool::CLIP_EXT), "video/mp4")
+        } else {
+            (&paths.still, format!("{id}.{}", spool::STILL_EXT), "image/jpeg")
+        };
+        let data = match tokio::fs::read(data_path).await {
+            Ok(d) => Some(d),
+            Err(e) if sidecar.clip_missing.is_some() && e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(UploadError::Gone(e)),
+        };
         let side_name = format!("{id}.{}", spool::SIDECAR_EXT);
-        let (clip_url, sidecar_url) = match &self.target {
+        let (data_url, sidecar_url) = match &self.target {
             Target::S3 { client, bucket, prefix } => {
-                let ck = object_key(prefix, &sidecar, &clip_name);
                 let sk = object_key(prefix, &sidecar, &side_name);
                 let (thr, part) =
                     (self.cfg.multipart_threshold.as_u64() as usize, self.cfg.part_size.as_u64() as usize);
-                client.put(bucket, &ck, Bytes::from(clip), "video/mp4", thr, part).await?;
+                let mut data_url = String::new();
+                if let Some(data) = data {
+                    let dk = object_key(prefix, &sidecar, &data_name);
+                    client.put(bucket, &dk, Bytes::from(data), data_type, thr, part).await?;
+                    data_url = format!("s3://{bucket}/{dk}");
+                }
                 client.put(bucket, &sk, Bytes::from(sidecar_bytes), "application/json", thr, part).await?;
-                (format!("s3://{bucket}/{ck}"), format!("s3://{bucket}/{sk}"))
+                (data_url, format!("s3://{bucket}/{sk}"))
             }
             Target::Dir(dir) => {
-                let ck = dir.join(object_key("", &sidecar, &clip_name));
+                let dk = dir.join(object_key("", &sidecar, &data_name));
                 let sk = dir.join(object_key("", &sidecar, &side_name));
-                let (ck2, sk2) = (ck.clone(), sk.clone());
+                let (dk2, sk2, has_data) = (dk.clone(), sk.clone(), data.is_some());
                 tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                    std::fs::create_dir_all(ck2.parent().unwrap_or(Path::new(".")))?;
-                    spool::write_atomic(&ck2, &clip)?;
+                    std::fs::create_dir_all(sk2.parent().unwrap_or(Path::new(".")))?;
+                    if let Some(data) = data {
+                        spool::write_atomic(&dk2, &data)?;
+                    }
                     spool::write_atomic(&sk2, &sidecar_bytes)
                 })
                 .await
                 .map_err(|e| UploadError::Io(std::io::Error::other(e)))?
                 .map_err(UploadError::Io)?;
-                (ck.display().to_string(), sk.display().to_string())
+                (if has_data { dk.display().to_string() } else { String::new() }, sk.display().to_string())
             }
         };
+        // The clip's URL; an event without a clip has none to link to.
+        let clip_url = if sidecar.clip_missing.is_none() { data_url } else { String::new() };
         let marker = Archived { clip_url, sidecar_url, archived_at: Utc::now() };
         let data = serde_json::to_vec_pretty(&marker).map_err(|e| UploadError::Io(std::io::Error::other(e)))?;
         let path = paths.archived.clone();
@@ -184,7 +201,7 @@ impl Archiver {
             .await
             .map_err(|e| UploadError::Io(std::io::Error::other(e)))?
             .map_err(UploadError::Io)?;
-        tracing::info!(event_id = %id, url = %marker.clip_url, "clip archived");
+        tracing::info!(event_id = %id, url = %marker.sidecar_url, "event archived");
         Ok(())
     }
 }

@@ -71,6 +71,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub decision: DecisionConfig,
     pub clip: ClipConfig,
+    pub alert: AlertConfig,
     pub archive: ArchiveConfig,
     pub s3: S3Config,
     pub smtp: SmtpConfig,
@@ -228,6 +229,33 @@ pub struct ClipConfig {
     pub bitrate_kbps: u32,
     /// Refuse to write a clip when the spool's filesystem has less free space than this.
     pub min_free_space: ByteSize,
+    /// Clips that cannot be written (spool full) are held in memory up to this many bytes and
+    /// retried; beyond it the oldest is dropped and its event closed as "clip dropped".
+    pub hold_max: ByteSize,
+    /// Space the detector keeps in the spool (`.reserve`) and releases when an event record or
+    /// still cannot be written otherwise: the first alert must not wait for space.
+    pub reserve: ByteSize,
+    /// Directory for the frame journal: an event's frames, appended as they are captured, so a
+    /// detector killed before its clip is written can still cut it after a restart. Meant for a
+    /// memory-backed directory (an emptyDir with `medium: Memory`, or /run). Unset: no journal,
+    /// and such an event is closed as "clip unavailable".
+    pub frame_journal: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FirstAlert {
+    /// An email with the still as soon as the event is decided, then the clip in a reply.
+    Snapshot,
+    /// One email per event, with the clip, once it is written.
+    None,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AlertConfig {
+    /// What the watchdog sends when an event is decided, before its clip exists.
+    pub first: FirstAlert,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -388,7 +416,11 @@ impl Default for Config {
                 max_length: Duration::from_secs(30),
                 bitrate_kbps: 1500,
                 min_free_space: ByteSize::mib(64),
+                hold_max: ByteSize::mib(32),
+                reserve: ByteSize::mib(1),
+                frame_journal: None,
             },
+            alert: AlertConfig { first: FirstAlert::Snapshot },
             archive: ArchiveConfig {
                 target: String::new(),
                 multipart_threshold: ByteSize::mib(16),
@@ -718,6 +750,14 @@ impl Config {
         }
         if c.spool_dir.as_os_str().is_empty() {
             p.push("`clip.spool-dir` is empty".into());
+        }
+        if c.reserve > ByteSize::mib(64) {
+            p.push("`clip.reserve` over 64 MiB would take more than the events it is for need".into());
+        }
+        if let Some(j) = &c.frame_journal {
+            if j.as_os_str().is_empty() || j == &c.spool_dir || j.starts_with(&c.spool_dir) {
+                p.push("`clip.frame-journal` must be a directory of its own, outside `clip.spool-dir` (a memory-backed one such as /run/edgewatch/frames)".into());
+            }
         }
         let a = &self.archive;
         let archive = if a.target.is_empty() {

@@ -121,15 +121,18 @@ pub fn render_summary(cfg: &Config, s: &Summary, elapsed: Duration) -> String {
         .map(|rd| rd.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count())
         .unwrap_or(0);
     out.push_str(&format!(
-        "  spool:   {}\n  archive: {} ({} clip(s) archived)\n  outbox:  {} ({} alert email(s), .eml)\n",
+        "  spool:   {}\n  archive: {} ({} clip(s) archived)\n  outbox:  {} ({} alert email(s), .eml: a first alert with the still, then the clip)\n",
         cfg.clip.spool_dir.display(),
         cfg.archive.target,
         s.archived.len(),
         cfg.smtp.outbox_dir.display(),
         emails
     ));
+    for (id, why) in &s.without_clip {
+        out.push_str(&format!("  event {id}  closed without a clip: {why}\n"));
+    }
     if s.clip_failures > 0 {
-        out.push_str(&format!("  {} clip(s) could not be written (see the log)\n", s.clip_failures));
+        out.push_str(&format!("  {} event(s) not closed before the end (see the log)\n", s.clip_failures));
     }
     out.push_str("  (demo model: trained on synthetic stick figures only; it is not a violence detector)\n");
     out

@@ -10,13 +10,14 @@
 //! - [`detector`]: the `detect` role wiring it all together; [`demo`] runs it on bundled data.
 //! - [`watchdog`]: the `watch` role: durable, rate-limited alert emails over SMTP.
 //! - [`telemetry`]: logs, Prometheus metrics, `/healthz` and `/readyz`.
-//! - [`shutdown`]: SIGTERM/SIGINT handling.
+//! - [`shutdown`]: SIGTERM/SIGINT handling; [`fault`]: crash points for the fault-injection tests.
 
 pub mod archive;
 pub mod clip;
 pub mod config;
 pub mod demo;
 pub mod detector;
+pub mod fault;
 pub mod infer;
 pub mod model;
 pub mod s3;

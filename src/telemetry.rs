@@ -70,6 +70,14 @@ pub struct DetectorMetrics {
     pub clip_write_failed: Family<ReasonLabel, Counter>,
     pub clip_write_seconds: Histogram,
     pub clip_bytes: Counter,
+    /// From the decision to its record and still durable in the spool.
+    pub event_write_seconds: Histogram,
+    /// Clips waiting in memory for space in the spool, and their bytes.
+    pub clips_held: Gauge,
+    pub clip_bytes_held: Gauge,
+    pub clips_dropped: Counter,
+    /// Events closed without a clip, by why.
+    pub events_without_clip: Family<ReasonLabel, Counter>,
     pub uploads: Family<ResultLabel, Counter>,
     pub upload_queue_depth: Gauge,
     pub upload_seconds: Histogram,
@@ -98,6 +106,11 @@ impl DetectorMetrics {
             clip_write_failed: Family::default(),
             clip_write_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
             clip_bytes: Counter::default(),
+            event_write_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            clips_held: Gauge::default(),
+            clip_bytes_held: Gauge::default(),
+            clips_dropped: Counter::default(),
+            events_without_clip: Family::default(),
             uploads: Family::default(),
             upload_queue_depth: Gauge::default(),
             upload_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
@@ -133,6 +146,23 @@ impl DetectorMetrics {
             m.clip_write_seconds.clone(),
         );
         r.register("clip_bytes", "Bytes of clips written", m.clip_bytes.clone());
+        r.register(
+            "event_write_duration_seconds",
+            "From the decision to the event record and still durable in the spool",
+            m.event_write_seconds.clone(),
+        );
+        r.register("clips_held", "Clips held in memory until the spool has space", m.clips_held.clone());
+        r.register(
+            "clip_bytes_held",
+            "Bytes of clips held in memory until the spool has space",
+            m.clip_bytes_held.clone(),
+        );
+        r.register(
+            "clips_dropped",
+            "Held clips dropped because clip.hold-max was exceeded (their events are still alerted)",
+            m.clips_dropped.clone(),
+        );
+        r.register("events_without_clip", "Events closed without a clip, by reason", m.events_without_clip.clone());
         r.register("uploads", "Clip uploads to the archive by result", m.uploads.clone());
         r.register("upload_queue_depth", "Clips waiting for the archive", m.upload_queue_depth.clone());
         r.register("upload_duration_seconds", "Time per successful upload", m.upload_seconds.clone());
@@ -157,6 +187,7 @@ pub struct WatchdogMetrics {
     pub queue_depth: Gauge,
     pub oldest_pending_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub latency_seconds: Histogram,
+    pub first_latency_seconds: Histogram,
     pub smtp_errors: Family<ClassLabel, Counter>,
     pub clips_deleted: Counter,
     pub clips_failed: Counter,
@@ -182,6 +213,7 @@ impl WatchdogMetrics {
             queue_depth: Gauge::default(),
             oldest_pending_seconds: Gauge::default(),
             latency_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+            first_latency_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
             smtp_errors: Family::default(),
             clips_deleted: Counter::default(),
             clips_failed: Counter::default(),
@@ -213,6 +245,11 @@ impl WatchdogMetrics {
             "alert_latency_seconds",
             "From the clip appearing in the spool to SMTP acceptance",
             m.latency_seconds.clone(),
+        );
+        r.register(
+            "alert_first_latency_seconds",
+            "From the detector's decision to SMTP acceptance of the first (snapshot) alert",
+            m.first_latency_seconds.clone(),
         );
         r.register("smtp_errors", "SMTP failures by class", m.smtp_errors.clone());
         r.register("clips_deleted", "Clips deleted after delivery and archive", m.clips_deleted.clone());
@@ -260,6 +297,8 @@ pub struct Health {
     stale_after: Duration,
     /// When false, readiness does not depend on frames (roles without a camera).
     needs_progress: bool,
+    /// Named problems that make the role not ready until cleared (spool full, ...).
+    conditions: std::sync::Mutex<std::collections::BTreeMap<&'static str, String>>,
 }
 
 impl Health {
@@ -270,7 +309,16 @@ impl Health {
             last_progress_ms: AtomicU64::new(0),
             stale_after,
             needs_progress,
+            conditions: Default::default(),
         })
+    }
+    /// Sets (`Some(why)`) or clears (`None`) a named condition that makes `/readyz` fail.
+    pub fn set_condition(&self, name: &'static str, problem: Option<String>) {
+        let mut c = self.conditions.lock().unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(why) => c.insert(name, why),
+            None => c.remove(name),
+        };
     }
     pub fn set_initialised(&self) {
         self.initialised.store(true, Ordering::Release);
@@ -294,6 +342,10 @@ impl Health {
             if age > self.stale_after {
                 return Err(format!("no frame for {:.1} s", age.as_secs_f64()));
             }
+        }
+        let c = self.conditions.lock().unwrap_or_else(|e| e.into_inner());
+        if !c.is_empty() {
+            return Err(c.values().cloned().collect::<Vec<_>>().join("; "));
         }
         Ok(())
     }

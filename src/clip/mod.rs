@@ -6,6 +6,7 @@
 //! are `LAG_GRACE` past its end (inference stalled or far behind).
 
 pub mod encode;
+pub mod journal;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -115,6 +116,11 @@ impl Recorder {
 
     pub fn is_active(&self) -> bool {
         self.active.is_some()
+    }
+
+    /// The open event's frames so far (its pre-roll, then each frame since), oldest first.
+    pub fn active_frames(&self) -> &[Frame] {
+        self.active.as_ref().map_or(&[], |a| &a.frames)
     }
 
     /// Frames held in memory (pre-roll ring plus an active clip).

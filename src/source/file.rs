@@ -66,12 +66,15 @@ impl FrameSource for FileSource {
                 std::thread::sleep(due - now);
             }
         }
-        let frame = Frame {
-            seq: self.seq,
-            pts,
-            wall: self.started_wall + chrono::Duration::from_std(pts).unwrap_or_default(),
-            jpeg: Bytes::from(data),
+        // Paced, a frame's wall time is when a camera would have taken it; as fast as consumed,
+        // it is when it was read (media time runs ahead of the clock, and event ids, which are
+        // wall times, must stay unique and ordered across restarts).
+        let wall = if self.realtime {
+            self.started_wall + chrono::Duration::from_std(pts).unwrap_or_default()
+        } else {
+            Utc::now()
         };
+        let frame = Frame { seq: self.seq, pts, wall, jpeg: Bytes::from(data) };
         self.seq += 1;
         Ok(Some(frame))
     }

@@ -14,7 +14,8 @@ use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::state::Suppressed;
 use crate::config::{SmtpConfig, SmtpTls};
-use crate::spool::Sidecar;
+use crate::spool::{EventRecord, Sidecar};
+use chrono::{DateTime, Utc};
 
 /// How a send failed, which decides what happens next.
 #[derive(Debug, thiserror::Error)]
@@ -299,23 +300,36 @@ fn classify(e: lettre::transport::smtp::Error) -> SendError {
     }
 }
 
-/// `X-Edgewatch-Event: <event id>` so mail filters and tests can match alerts.
+/// `X-Edgewatch-Event: <event id>` and `X-Edgewatch-Alert: snapshot|clip|no-clip`, so mail
+/// filters and tests can match alerts.
 #[derive(Clone)]
-struct EventHeader(String);
+struct XHeader<const ALERT: bool>(String);
 
-impl lettre::message::header::Header for EventHeader {
+impl XHeader<false> {
+    fn event(id: &str) -> Self {
+        XHeader(id.to_string())
+    }
+}
+
+impl XHeader<true> {
+    fn alert(kind: &str) -> Self {
+        XHeader(kind.to_string())
+    }
+}
+
+impl<const ALERT: bool> lettre::message::header::Header for XHeader<ALERT> {
     fn name() -> HeaderName {
-        HeaderName::new_from_ascii_str("X-Edgewatch-Event")
+        HeaderName::new_from_ascii_str(if ALERT { "X-Edgewatch-Alert" } else { "X-Edgewatch-Event" })
     }
     fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(EventHeader(s.to_string()))
+        Ok(XHeader(s.to_string()))
     }
     fn display(&self) -> HeaderValue {
         HeaderValue::new(Self::name(), self.0.clone())
     }
 }
 
-/// What goes into one alert.
+/// The clip email of one event.
 pub struct Alert<'a> {
     pub sidecar: &'a Sidecar,
     pub message_id: &'a str,
@@ -325,91 +339,210 @@ pub struct Alert<'a> {
     /// Where the archived clip is (shown always; the only way to the clip when it is too big).
     pub link: Option<String>,
     pub summary: &'a [Suppressed],
+    /// The first alert this email follows (its Message-ID and subject), to thread under it.
+    pub reply_to: Option<(&'a str, String)>,
 }
 
-pub fn subject(template: &str, s: &Sidecar) -> String {
+/// What a subject template can name.
+pub struct SubjectFields<'a> {
+    pub node: &'a str,
+    pub camera: &'a str,
+    pub event_id: &'a str,
+    pub time: DateTime<Utc>,
+    pub score: f32,
+}
+
+impl<'a> From<&'a EventRecord> for SubjectFields<'a> {
+    fn from(r: &'a EventRecord) -> Self {
+        SubjectFields { node: &r.node, camera: &r.camera, event_id: &r.event_id, time: r.event_time, score: r.score }
+    }
+}
+
+impl<'a> From<&'a Sidecar> for SubjectFields<'a> {
+    fn from(s: &'a Sidecar) -> Self {
+        SubjectFields {
+            node: &s.node,
+            camera: &s.camera,
+            event_id: &s.event_id,
+            time: s.event_time,
+            score: s.peak_score,
+        }
+    }
+}
+
+pub fn subject(template: &str, f: &SubjectFields<'_>) -> String {
     template
-        .replace("{node}", &s.node)
-        .replace("{camera}", &s.camera)
-        .replace("{time}", &s.event_time.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .replace("{score}", &format!("{:.2}", s.peak_score))
-        .replace("{event_id}", &s.event_id)
+        .replace("{node}", f.node)
+        .replace("{camera}", f.camera)
+        .replace("{time}", &f.time.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .replace("{score}", &format!("{:.2}", f.score))
+        .replace("{event_id}", f.event_id)
 }
 
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+fn summary_lines(summary: &[Suppressed], lines: &mut Vec<String>) {
+    if summary.is_empty() {
+        return;
+    }
+    lines.push(String::new());
+    lines.push(format!("{} earlier event(s) were not emailed (alert rate limit):", summary.len()));
+    for e in summary {
+        lines.push(format!(
+            "  {}  {}  score {:.2}",
+            e.event_time.format("%Y-%m-%d %H:%M:%S UTC"),
+            e.event_id,
+            e.peak_score
+        ));
+    }
+}
+
+fn model_line(name: &str, sha256: &str) -> String {
+    format!("Model:       {name} ({})", &sha256[..sha256.len().min(12)])
+}
+
+/// The first alert: sent as soon as the event is decided, with the still inline.
+pub fn first(
+    cfg: &SmtpConfig,
+    to: &str,
+    r: &EventRecord,
+    message_id: &str,
+    still: Option<&[u8]>,
+    summary: &[Suppressed],
+) -> Result<Message, SendError> {
+    let mut lines = vec![
+        format!("Event {} on {}/{}", r.event_id, r.node, r.camera),
+        format!("Event time:  {}", r.event_time.format("%Y-%m-%d %H:%M:%S%.3f UTC")),
+        format!("Score:       {:.3} at the decision (threshold {:.2})", r.score, r.threshold),
+        model_line(&r.model_name, &r.model_sha256),
+        String::new(),
+        "The clip follows in a reply to this email once it is written.".into(),
+    ];
+    summary_lines(summary, &mut lines);
+    let m = Compose {
+        subject: subject(&cfg.subject, &r.into()),
+        message_id,
+        reply_to: None,
+        event_id: &r.event_id,
+        time: r.event_time,
+        kind: "snapshot",
+        lines,
+        still,
+        clip: None,
+    };
+    m.build(cfg, to)
+}
+
+/// The clip email (the only one with `alert.first = "none"`).
 pub fn build(cfg: &SmtpConfig, to: &str, a: &Alert<'_>) -> Result<Message, SendError> {
     let s = a.sidecar;
-    let from: Mailbox = cfg.from.parse().map_err(|e| SendError::Build(format!("smtp.from `{}`: {e}", cfg.from)))?;
-    let to: Mailbox = to.parse().map_err(|e| SendError::Build(format!("recipient `{to}`: {e}")))?;
     let mut lines = vec![
         format!("Event {} on {}/{}", s.event_id, s.node, s.camera),
         format!("Event time:  {}", s.event_time.format("%Y-%m-%d %H:%M:%S%.3f UTC")),
         format!("Peak score:  {:.3} (threshold {:.2})", s.peak_score, s.threshold),
-        format!(
+    ];
+    if let Some(why) = &s.clip_missing {
+        lines.push(format!("No clip:     {why}"));
+    } else {
+        lines.push(format!(
             "Clip:        {:.1} s, {} frames, {}x{}, {:.1} MB",
             s.duration,
             s.frames,
             s.width,
             s.height,
             s.clip_bytes as f64 / 1e6
-        ),
-        format!("Model:       {} ({})", s.model_name, &s.model_sha256[..s.model_sha256.len().min(12)]),
-    ];
-    match (&a.link, &a.clip) {
-        (Some(l), Some(_)) => lines.push(format!("Archived:    {l}")),
-        (Some(l), None) => lines.push(format!("The clip is too large to attach; download it here: {l}")),
-        (None, Some(_)) => {}
-        (None, None) => lines.push("The clip is too large to attach and is not archived yet.".into()),
-    }
-    if !a.summary.is_empty() {
-        lines.push(String::new());
-        lines.push(format!("{} earlier event(s) were not emailed (alert rate limit):", a.summary.len()));
-        for e in a.summary {
-            lines.push(format!(
-                "  {}  {}  score {:.2}",
-                e.event_time.format("%Y-%m-%d %H:%M:%S UTC"),
-                e.event_id,
-                e.peak_score
-            ));
+        ));
+        if s.recovered {
+            lines.push("             recovered after the detector restarted: it ends where capture stopped".into());
         }
     }
-    let text = lines.join("\n") + "\n";
-    let html_lines: String = lines.iter().map(|l| format!("{}<br>\n", html_escape(l))).collect();
-    let still_cid = "still";
-    let mut alternative = MultiPart::alternative().singlepart(SinglePart::plain(text));
-    alternative = match &a.still {
-        Some(jpeg) if !jpeg.is_empty() => alternative.multipart(
-            MultiPart::related()
-                .singlepart(SinglePart::html(format!(
-                    "<html><body><p><img src=\"cid:{still_cid}\" alt=\"still of the event\" width=\"640\"></p>\n<p style=\"font-family:monospace\">{html_lines}</p></body></html>"
-                )))
-                .singlepart(
-                    Attachment::new_inline(still_cid.to_string())
-                        .body(jpeg.clone(), ContentType::parse("image/jpeg").expect("valid literal")),
-                ),
-        ),
-        _ => alternative.singlepart(SinglePart::html(format!("<html><body><p style=\"font-family:monospace\">{html_lines}</p></body></html>"))),
-    };
-    let mut mixed = MultiPart::mixed().multipart(alternative);
-    if let Some(clip) = &a.clip {
-        mixed = mixed.singlepart(
-            Attachment::new(s.clip_file.clone())
-                .body(clip.clone(), ContentType::parse("video/mp4").expect("valid literal")),
-        );
+    lines.push(model_line(&s.model_name, &s.model_sha256));
+    match (&a.link, &a.clip, &s.clip_missing) {
+        (_, _, Some(_)) => {}
+        (Some(l), Some(_), None) => lines.push(format!("Archived:    {l}")),
+        (Some(l), None, None) => lines.push(format!("The clip is too large to attach; download it here: {l}")),
+        (None, Some(_), None) => {}
+        (None, None, None) => lines.push("The clip is too large to attach and is not archived yet.".into()),
     }
-    let date = SystemTime::UNIX_EPOCH + Duration::from_millis(s.event_time.timestamp_millis().max(0) as u64);
-    Message::builder()
-        .from(from)
-        .to(to)
-        .subject(subject(&cfg.subject, s))
-        .message_id(Some(a.message_id.to_string()))
-        .date(date)
-        .header(EventHeader(s.event_id.clone()))
-        .multipart(mixed)
-        .map_err(|e| SendError::Build(e.to_string()))
+    summary_lines(a.summary, &mut lines);
+    let m = Compose {
+        subject: match &a.reply_to {
+            Some((_, first)) => format!("Re: {first}"),
+            None => subject(&cfg.subject, &s.into()),
+        },
+        message_id: a.message_id,
+        reply_to: a.reply_to.as_ref().map(|(id, _)| *id),
+        event_id: &s.event_id,
+        time: s.event_time,
+        kind: if s.clip_missing.is_some() { "no-clip" } else { "clip" },
+        lines,
+        still: a.still.as_deref(),
+        clip: a.clip.as_ref().map(|c| (s.clip_file.as_str(), c)),
+    };
+    m.build(cfg, to)
+}
+
+/// One alert email: text and HTML bodies, the still inline, the clip attached.
+struct Compose<'a> {
+    subject: String,
+    message_id: &'a str,
+    /// The Message-ID this email replies to (In-Reply-To and References).
+    reply_to: Option<&'a str>,
+    event_id: &'a str,
+    time: DateTime<Utc>,
+    /// `X-Edgewatch-Alert`: snapshot, clip or no-clip.
+    kind: &'static str,
+    lines: Vec<String>,
+    still: Option<&'a [u8]>,
+    clip: Option<(&'a str, &'a Body)>,
+}
+
+impl Compose<'_> {
+    fn build(self, cfg: &SmtpConfig, to: &str) -> Result<Message, SendError> {
+        let from: Mailbox = cfg.from.parse().map_err(|e| SendError::Build(format!("smtp.from `{}`: {e}", cfg.from)))?;
+        let to: Mailbox = to.parse().map_err(|e| SendError::Build(format!("recipient `{to}`: {e}")))?;
+        let text = self.lines.join("\n") + "\n";
+        let html_lines: String = self.lines.iter().map(|l| format!("{}<br>\n", html_escape(l))).collect();
+        let still_cid = "still";
+        let mut alternative = MultiPart::alternative().singlepart(SinglePart::plain(text));
+        alternative = match self.still {
+            Some(jpeg) if !jpeg.is_empty() => alternative.multipart(
+                MultiPart::related()
+                    .singlepart(SinglePart::html(format!(
+                        "<html><body><p><img src=\"cid:{still_cid}\" alt=\"still of the event\" width=\"640\"></p>\n<p style=\"font-family:monospace\">{html_lines}</p></body></html>"
+                    )))
+                    .singlepart(
+                        Attachment::new_inline(still_cid.to_string())
+                            .body(jpeg.to_vec(), ContentType::parse("image/jpeg").expect("valid literal")),
+                    ),
+            ),
+            _ => alternative.singlepart(SinglePart::html(format!(
+                "<html><body><p style=\"font-family:monospace\">{html_lines}</p></body></html>"
+            ))),
+        };
+        let mut mixed = MultiPart::mixed().multipart(alternative);
+        if let Some((name, clip)) = self.clip {
+            mixed = mixed.singlepart(
+                Attachment::new(name.to_string())
+                    .body(clip.clone(), ContentType::parse("video/mp4").expect("valid literal")),
+            );
+        }
+        let date = SystemTime::UNIX_EPOCH + Duration::from_millis(self.time.timestamp_millis().max(0) as u64);
+        let mut b = Message::builder()
+            .from(from)
+            .to(to)
+            .subject(self.subject)
+            .message_id(Some(self.message_id.to_string()))
+            .date(date)
+            .header(XHeader::event(self.event_id))
+            .header(XHeader::alert(self.kind));
+        if let Some(parent) = self.reply_to {
+            b = b.in_reply_to(parent.to_string()).references(parent.to_string());
+        }
+        b.multipart(mixed).map_err(|e| SendError::Build(e.to_string()))
+    }
 }
 
 #[cfg(test)]

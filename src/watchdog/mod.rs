@@ -32,12 +32,13 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Location, WatchMode};
+use crate::config::{Config, FirstAlert, Location, WatchMode};
+use crate::fault::crash_point;
 use crate::s3::S3Client;
-use crate::spool::{self, Archived, ClipPaths, Sidecar};
+use crate::spool::{self, Archived, ClipPaths, EventRecord, Sidecar};
 use crate::telemetry::{self, ClassLabel, Health, ModeLabel, WatchdogMetrics};
 use mail::{Alert, Mailer, SendError};
-use state::{Delivery, Limiter, RecipientStatus, Suppressed, FAILED_DIR};
+use state::{Delivery, Limiter, Part, RecipientStatus, Suppressed, FAILED_DIR};
 
 /// Recipients used in outbox mode when none are configured.
 const OUTBOX_DEFAULT_TO: &str = "operator@localhost";
@@ -140,15 +141,6 @@ struct Watchdog {
     over_limit_logged: Option<Instant>,
 }
 
-/// Test-only crash points: a real SIGKILL at a named step of the state machine.
-/// (Not an EDGEWATCH_* variable: those are configuration.)
-fn crash_point(_step: &str) {
-    #[cfg(feature = "fault-injection")]
-    if std::env::var("EW_TEST_CRASH_AT").as_deref() == Ok(_step) {
-        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
-    }
-}
-
 fn remove_if_exists(p: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(p) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -171,10 +163,29 @@ struct Backoff {
     relay: bool,
 }
 
-/// The files of one clip in deletion/move order: the sidecar after the data, the delivery last.
+/// The files of one event in deletion/move order: the data, the record, the sidecar, and the
+/// delivery last (an interrupted delete leaves either a sidecar, which is settled again, or an
+/// orphaned delivery, which [`Watchdog::clean_orphans`] finishes).
 fn clip_files(spool: &Path, id: &str) -> Vec<PathBuf> {
     let p = ClipPaths::new(spool, id);
-    vec![p.clip, p.still, p.archived, p.sidecar, Delivery::path(spool, id)]
+    vec![p.clip, p.still, p.archived, p.event, p.sidecar, Delivery::path(spool, id)]
+}
+
+/// The event as its sidecar tells it, for a first alert whose record is gone.
+fn record_of(s: &Sidecar) -> EventRecord {
+    EventRecord {
+        event_id: s.event_id.clone(),
+        node: s.node.clone(),
+        camera: s.camera.clone(),
+        event_time: s.event_time,
+        media_time: 0.0,
+        decided_at: s.event_time,
+        score: s.peak_score,
+        threshold: s.threshold,
+        model_name: s.model_name.clone(),
+        model_sha256: s.model_sha256.clone(),
+        still_file: s.still_file.clone(),
+    }
 }
 
 impl Watchdog {
@@ -207,7 +218,8 @@ impl Watchdog {
             return Ok(None);
         }
         let handler = move |res: notify::Result<notify::Event>| {
-            // Only the detector's final renames matter: the sidecar and the archive marker.
+            // Only the detector's final renames matter: the event record, the sidecar and the
+            // archive marker.
             if let Ok(ev) = res {
                 // notify also reports opens (IN_OPEN): our own reads of sidecars and markers
                 // would wake the loop again, which then reads them again, forever.
@@ -217,7 +229,7 @@ impl Watchdog {
                 let relevant = ev.paths.iter().any(|p| {
                     matches!(
                         p.extension().and_then(|e| e.to_str()),
-                        Some(spool::SIDECAR_EXT) | Some(spool::ARCHIVED_EXT)
+                        Some(spool::EVENT_EXT | spool::SIDECAR_EXT | spool::ARCHIVED_EXT)
                     )
                 });
                 if relevant {
@@ -246,7 +258,7 @@ impl Watchdog {
 
     /// One reconcile pass over the spool. Returns the time until the next retry is due.
     async fn pass(&mut self) -> Option<Duration> {
-        let ids = match spool::complete_clips(&self.spool) {
+        let ids = match spool::events(&self.spool) {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::error!(spool = %self.spool.display(), error = %e, "cannot read the spool");
@@ -258,7 +270,10 @@ impl Watchdog {
         self.delivered.retain(|id| ids.contains(id));
         let now = Instant::now();
         self.relay_down = false;
-        for id in &ids {
+        // Events still open first: their first alert is the one that must leave at once.
+        let open: Vec<&String> = ids.iter().filter(|id| !ClipPaths::new(&self.spool, id).sidecar.exists()).collect();
+        let closed = ids.iter().filter(|id| !open.contains(id));
+        for id in open.iter().copied().chain(closed) {
             if self.retry.get(id).is_some_and(|b| b.due > now) {
                 continue;
             }
@@ -290,27 +305,45 @@ impl Watchdog {
         format!("<{id}.{}@edgewatch>", self.cfg.node)
     }
 
+    fn first_message_id(&self, id: &str) -> String {
+        format!("<{id}.first.{}@edgewatch>", self.cfg.node)
+    }
+
     async fn process(&mut self, id: &str) -> anyhow::Result<()> {
         if self.delivered.contains(id) {
             return self.settle(id);
         }
         let paths = ClipPaths::new(&self.spool, id);
-        let sidecar = match spool::read_sidecar(&paths.sidecar) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // deleted meanwhile
+        let record = match spool::read_event(&paths.event) {
+            Ok(r) => Some(r),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
-                tracing::error!(event_id = %id, error = %e, "unreadable sidecar; moving the clip to failed/");
+                tracing::error!(event_id = %id, error = %e, "unreadable event record; moving the event to failed/");
+                return self.move_to_failed(id, &format!("unreadable event record: {e}"));
+            }
+        };
+        let sidecar = match spool::read_sidecar(&paths.sidecar) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::error!(event_id = %id, error = %e, "unreadable sidecar; moving the event to failed/");
                 return self.move_to_failed(id, &format!("unreadable sidecar: {e}"));
             }
         };
+        let (camera, event_time, score) = match (&record, &sidecar) {
+            (Some(r), _) => (r.camera.clone(), r.event_time, r.score),
+            (None, Some(s)) => (s.camera.clone(), s.event_time, s.peak_score),
+            (None, None) => return Ok(()), // deleted meanwhile
+        };
         let mut del = match Delivery::load(&self.spool, id)? {
             Some(d) => d,
-            None => self.admit(id, &sidecar)?,
+            None => self.admit(id, &camera, event_time, score, record.is_some())?,
         };
         if !del.finished() {
-            self.deliver(id, &sidecar, &mut del).await?;
+            self.deliver(id, record.as_ref(), sidecar.as_ref(), &mut del).await?;
         }
-        if !del.finished() {
+        // Until the sidecar is there the detector is still writing the event: nothing to settle.
+        if sidecar.is_none() || !del.finished() {
             return Ok(());
         }
         if del.any_failed() {
@@ -334,24 +367,33 @@ impl Watchdog {
         Ok(())
     }
 
-    /// First sight of a clip: rate-limit it, then record its delivery state.
-    fn admit(&mut self, id: &str, s: &Sidecar) -> anyhow::Result<Delivery> {
+    /// First sight of an event (its record, or a sidecar from a detector that writes none):
+    /// rate-limit it, then record its delivery state. Limits count events, not emails.
+    fn admit(
+        &mut self,
+        id: &str,
+        camera: &str,
+        event_time: chrono::DateTime<Utc>,
+        score: f32,
+        decided: bool,
+    ) -> anyhow::Result<Delivery> {
         let now = Utc::now();
         let w = &self.cfg.watch;
-        if self.limiter.allows(&s.camera, now, w.min_gap, w.max_per_hour) {
-            let summary = self.limiter.take_suppressed(&s.camera);
-            let del = Delivery::new(self.message_id(id), &self.to, summary);
+        if self.limiter.allows(camera, now, w.min_gap, w.max_per_hour) {
+            let summary = self.limiter.take_suppressed(camera);
+            let first = (decided && self.cfg.alert.first == FirstAlert::Snapshot).then(|| self.first_message_id(id));
+            let del = Delivery::new(self.message_id(id), first, &self.to, summary);
             // Delivery first: a crash before the limiter is saved lists the summary twice, never zero times.
             del.save(&self.spool, id)?;
-            self.limiter.record(&s.camera, now);
+            self.limiter.record(camera, now);
             self.limiter.save(&self.spool)?;
             Ok(del)
         } else {
             self.limiter.suppressed.push(Suppressed {
                 event_id: id.to_string(),
-                camera: s.camera.clone(),
-                event_time: s.event_time,
-                peak_score: s.peak_score,
+                camera: camera.to_string(),
+                event_time,
+                peak_score: score,
             });
             // Limiter first: a crash before the delivery is saved re-admits the event, never loses it.
             self.limiter.save(&self.spool)?;
@@ -359,17 +401,76 @@ impl Watchdog {
             del.save(&self.spool, id)?;
             self.metrics.alerts_suppressed.inc();
             self.summary.suppressed += 1;
-            tracing::info!(event_id = %id, camera = %s.camera, "alert suppressed by the rate limit; it will be summarised in the next email");
+            tracing::info!(event_id = %id, camera = %camera, "alert suppressed by the rate limit; it will be summarised in the next email");
             Ok(del)
         }
     }
 
-    async fn deliver(&mut self, id: &str, s: &Sidecar, del: &mut Delivery) -> anyhow::Result<()> {
+    /// Whether to go on with this event now: false when the relay is known to be down (the
+    /// event is put in backoff with the others).
+    async fn relay_ready(&mut self, id: &str) -> bool {
+        if self.relay_down {
+            // Another event just found the relay unreachable in this pass: wait with it.
+            self.backoff(id, true);
+            return false;
+        }
+        if self.relay_suspect {
+            match self.mailer.reachable().await {
+                Err(e @ (SendError::Network(_) | SendError::Transient(_))) => {
+                    self.metrics.smtp_errors.get_or_create(&ClassLabel { class: e.class() }).inc();
+                    self.relay_down |= matches!(e, SendError::Network(_));
+                    let wait = self.backoff(id, true);
+                    tracing::warn!(event_id = %id, error = %e, retry_in = ?wait, "SMTP relay still unreachable; will retry");
+                    return false;
+                }
+                // It answers (or refuses for good, which the send below classifies and counts).
+                _ => self.relay_suspect = false,
+            }
+        }
+        true
+    }
+
+    async fn deliver(
+        &mut self,
+        id: &str,
+        record: Option<&EventRecord>,
+        sidecar: Option<&Sidecar>,
+        del: &mut Delivery,
+    ) -> anyhow::Result<()> {
         let paths = ClipPaths::new(&self.spool, id);
+        // The first alert, from the record (or, were it gone, from the sidecar's copy of it).
+        let first_pending = del.pending(Part::First);
+        if !first_pending.is_empty() {
+            let Some(r) = record.cloned().or_else(|| sidecar.map(record_of)) else { return Ok(()) };
+            if !self.relay_ready(id).await {
+                return Ok(());
+            }
+            let still = std::fs::read(&paths.still).ok();
+            let message_id = del.first.as_ref().map(|f| f.message_id.clone()).expect("pending first alert");
+            for to in &first_pending {
+                let msg = mail::first(&self.cfg.smtp, to, &r, &message_id, still.as_deref(), &del.summary);
+                let decided = r.decided_at;
+                let observe = move |m: &WatchdogMetrics| {
+                    if let Ok(t) = (Utc::now() - decided).to_std() {
+                        m.first_latency_seconds.observe(t.as_secs_f64());
+                    }
+                };
+                if !self.send(id, del, Part::First, to, msg, observe).await? {
+                    return Ok(());
+                }
+            }
+        }
+        let Some(s) = sidecar else { return Ok(()) };
+        let pending = del.pending(Part::Clip);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let has_clip = s.clip_missing.is_none();
         let archived: Option<Archived> =
             std::fs::read(&paths.archived).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        let attach = s.clip_bytes <= self.cfg.smtp.max_attachment.as_u64();
+        let attach = has_clip && s.clip_bytes <= self.cfg.smtp.max_attachment.as_u64();
         let link = match (&archived, attach) {
+            _ if !has_clip => None,
             (Some(a), false) => Some(self.link(&a.clip_url).await),
             (Some(a), true) => Some(a.clip_url.clone()),
             (None, true) => None,
@@ -381,23 +482,8 @@ impl Watchdog {
                 return Ok(());
             }
         };
-        if self.relay_down {
-            // Another clip just found the relay unreachable in this pass: wait with it.
-            self.backoff(id, true);
+        if first_pending.is_empty() && !self.relay_ready(id).await {
             return Ok(());
-        }
-        if self.relay_suspect {
-            match self.mailer.reachable().await {
-                Err(e @ (SendError::Network(_) | SendError::Transient(_))) => {
-                    self.metrics.smtp_errors.get_or_create(&ClassLabel { class: e.class() }).inc();
-                    self.relay_down |= matches!(e, SendError::Network(_));
-                    let wait = self.backoff(id, true);
-                    tracing::warn!(event_id = %id, error = %e, retry_in = ?wait, "SMTP relay still unreachable; will retry");
-                    return Ok(());
-                }
-                // It answers (or refuses for good, which the send below classifies and counts).
-                _ => self.relay_suspect = false,
-            }
         }
         // Encoded once here, whatever the number of recipients.
         let clip = if attach {
@@ -407,12 +493,11 @@ impl Watchdog {
         };
         let still = std::fs::read(&paths.still).ok();
         let finalised = std::fs::metadata(&paths.sidecar).and_then(|m| m.modified()).ok();
-        let pending: Vec<String> = del
-            .recipients
-            .iter()
-            .filter(|(_, r)| r.status == RecipientStatus::Pending)
-            .map(|(k, _)| k.clone())
-            .collect();
+        // The clip email threads under the first alert, with its subject.
+        let reply_to = del.first.as_ref().map(|f| {
+            let r = record.cloned().unwrap_or_else(|| record_of(s));
+            (f.message_id.clone(), mail::subject(&self.cfg.smtp.subject, &(&r).into()))
+        });
         for to in pending {
             let alert = Alert {
                 sidecar: s,
@@ -420,73 +505,99 @@ impl Watchdog {
                 clip: clip.clone(),
                 still: still.clone(),
                 link: link.clone(),
-                summary: &del.summary,
+                summary: if del.first.is_some() { &[] } else { &del.summary },
+                reply_to: reply_to.as_ref().map(|(m, subj)| (m.as_str(), subj.clone())),
             };
-            let msg = match mail::build(&self.cfg.smtp, &to, &alert) {
-                Ok(m) => m,
-                Err(e) => {
-                    let r = del.recipients.get_mut(&to).expect("listed above");
-                    r.status = RecipientStatus::Failed;
-                    r.last_error = Some(e.to_string());
-                    del.save(&self.spool, id)?;
-                    self.metrics.alerts_failed.inc();
-                    self.summary.failed += 1;
-                    tracing::error!(event_id = %id, recipient = %to, error = %e, "cannot build the alert");
-                    continue;
+            let msg = mail::build(&self.cfg.smtp, &to, &alert);
+            let observe = |m: &WatchdogMetrics| {
+                if let Some(t) = finalised.and_then(|f| f.elapsed().ok()) {
+                    m.latency_seconds.observe(t.as_secs_f64());
                 }
             };
-            crash_point("before-send");
-            match self.mailer.send(msg).await {
-                Ok(()) => {
-                    crash_point("after-accept");
-                    let r = del.recipients.get_mut(&to).expect("listed above");
-                    r.status = RecipientStatus::Accepted;
-                    r.accepted_at = Some(Utc::now());
-                    del.save(&self.spool, id)?;
-                    crash_point("after-record");
-                    self.metrics.alerts_sent.inc();
-                    self.summary.sent += 1;
-                    if let Some(t) = finalised.and_then(|f| f.elapsed().ok()) {
-                        self.metrics.latency_seconds.observe(t.as_secs_f64());
-                    }
-                    self.retry.remove(id);
-                    self.relay_suspect = false;
-                    // The relay is back: whatever waited on it goes now, not after its backoff
-                    // (up to `retry-max`) runs out.
-                    let before = self.retry.len();
-                    self.retry.retain(|_, b| !b.relay);
-                    self.relay_back |= self.retry.len() < before;
-                    tracing::info!(event_id = %id, recipient = %to, attached = attach, summarised = del.summary.len(), "alert accepted");
-                }
-                Err(e) => {
-                    self.metrics.smtp_errors.get_or_create(&ClassLabel { class: e.class() }).inc();
-                    if let SendError::Permanent(_) | SendError::Build(_) = e {
-                        let limit = self.cfg.watch.permanent_attempts;
-                        let r = del.recipients.get_mut(&to).expect("listed above");
-                        r.permanent_failures += 1;
-                        r.last_error = Some(e.to_string());
-                        let gave_up = r.permanent_failures >= limit;
-                        if gave_up {
-                            r.status = RecipientStatus::Failed;
-                            self.metrics.alerts_failed.inc();
-                            self.summary.failed += 1;
-                            tracing::error!(event_id = %id, recipient = %to, error = %e, tries = limit, "recipient rejected the alert permanently; giving up on it");
-                        }
-                        del.save(&self.spool, id)?;
-                        if gave_up {
-                            continue;
-                        }
-                    }
-                    self.relay_down |= matches!(e, SendError::Network(_));
-                    self.relay_suspect |= matches!(e, SendError::Network(_));
-                    let wait = self.backoff(id, matches!(e, SendError::Network(_) | SendError::Transient(_)));
-                    tracing::warn!(event_id = %id, recipient = %to, error = %e, retry_in = ?wait, "alert not delivered; will retry");
-                    // The relay is likely down for every recipient: try them all later.
-                    return Ok(());
-                }
+            if !self.send(id, del, Part::Clip, &to, msg, observe).await? {
+                return Ok(());
             }
         }
         Ok(())
+    }
+
+    /// Sends one of an event's emails to one recipient and records the outcome. False when the
+    /// relay failed (the event is in backoff; the other recipients wait with it).
+    async fn send(
+        &mut self,
+        id: &str,
+        del: &mut Delivery,
+        part: Part,
+        to: &str,
+        msg: Result<lettre::Message, SendError>,
+        on_accept: impl FnOnce(&WatchdogMetrics),
+    ) -> anyhow::Result<bool> {
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                let r = del.part_mut(part).and_then(|r| r.get_mut(to)).expect("a pending recipient");
+                r.status = RecipientStatus::Failed;
+                r.last_error = Some(e.to_string());
+                del.save(&self.spool, id)?;
+                self.metrics.alerts_failed.inc();
+                self.summary.failed += 1;
+                tracing::error!(event_id = %id, recipient = %to, error = %e, "cannot build the alert");
+                return Ok(true);
+            }
+        };
+        crash_point("before-send");
+        match self.mailer.send(msg).await {
+            Ok(()) => {
+                crash_point("after-accept");
+                let r = del.part_mut(part).and_then(|r| r.get_mut(to)).expect("a pending recipient");
+                r.status = RecipientStatus::Accepted;
+                r.accepted_at = Some(Utc::now());
+                del.save(&self.spool, id)?;
+                crash_point("after-record");
+                self.metrics.alerts_sent.inc();
+                self.summary.sent += 1;
+                on_accept(&self.metrics);
+                self.retry.remove(id);
+                self.relay_suspect = false;
+                // The relay is back: whatever waited on it goes now, not after its backoff
+                // (up to `retry-max`) runs out.
+                let before = self.retry.len();
+                self.retry.retain(|_, b| !b.relay);
+                self.relay_back |= self.retry.len() < before;
+                let what = match part {
+                    Part::First => "first alert",
+                    Part::Clip => "alert",
+                };
+                tracing::info!(event_id = %id, recipient = %to, summarised = del.summary.len(), "{what} accepted");
+                Ok(true)
+            }
+            Err(e) => {
+                self.metrics.smtp_errors.get_or_create(&ClassLabel { class: e.class() }).inc();
+                if let SendError::Permanent(_) | SendError::Build(_) = e {
+                    let limit = self.cfg.watch.permanent_attempts;
+                    let r = del.part_mut(part).and_then(|r| r.get_mut(to)).expect("a pending recipient");
+                    r.permanent_failures += 1;
+                    r.last_error = Some(e.to_string());
+                    let gave_up = r.permanent_failures >= limit;
+                    if gave_up {
+                        r.status = RecipientStatus::Failed;
+                        self.metrics.alerts_failed.inc();
+                        self.summary.failed += 1;
+                        tracing::error!(event_id = %id, recipient = %to, error = %e, tries = limit, "recipient rejected the alert permanently; giving up on it");
+                    }
+                    del.save(&self.spool, id)?;
+                    if gave_up {
+                        return Ok(true);
+                    }
+                }
+                self.relay_down |= matches!(e, SendError::Network(_));
+                self.relay_suspect |= matches!(e, SendError::Network(_));
+                let wait = self.backoff(id, matches!(e, SendError::Network(_) | SendError::Transient(_)));
+                tracing::warn!(event_id = %id, recipient = %to, error = %e, retry_in = ?wait, "alert not delivered; will retry");
+                // The relay is likely down for every recipient: try them all later.
+                Ok(false)
+            }
+        }
     }
 
     /// A presigned URL for `s3://bucket/key`, or the location as it is.
@@ -558,11 +669,21 @@ impl Watchdog {
         let mut pending = 0;
         let mut oldest: Option<std::time::SystemTime> = None;
         for id in ids {
-            let done = self.delivered.contains(id)
-                || Delivery::load(&self.spool, id).ok().flatten().is_some_and(|d| d.finished());
-            if !done {
+            if self.delivered.contains(id) {
+                continue;
+            }
+            // Waiting for the relay: a first alert not sent, or a closed event's email. (An
+            // event whose first alert went out waits for its clip, not for delivery.)
+            let paths = ClipPaths::new(&self.spool, id);
+            let closed = paths.sidecar.exists();
+            let (first_done, done) = match Delivery::load(&self.spool, id).ok().flatten() {
+                Some(d) => (d.first_finished(), d.finished()),
+                None => (false, false),
+            };
+            if !first_done || (closed && !done) {
                 pending += 1;
-                let t = std::fs::metadata(ClipPaths::new(&self.spool, id).sidecar).and_then(|m| m.modified()).ok();
+                let since = if closed { paths.sidecar } else { paths.event };
+                let t = std::fs::metadata(since).and_then(|m| m.modified()).ok();
                 oldest = match (oldest, t) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -594,8 +715,10 @@ impl Watchdog {
             if size <= max_size && free >= min_free {
                 break;
             }
+            let closed = ClipPaths::new(&self.spool, id).sidecar.exists();
             let done = self.delivered.contains(id)
-                || Delivery::load(&self.spool, id).ok().flatten().is_some_and(|d| d.finished() && !d.any_failed());
+                || (closed
+                    && Delivery::load(&self.spool, id).ok().flatten().is_some_and(|d| d.finished() && !d.any_failed()));
             let archived = !self.require_archive || ClipPaths::new(&self.spool, id).archived.exists();
             if done && archived {
                 let bytes = bytes_of(&clip_files(&self.spool, id));

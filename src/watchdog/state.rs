@@ -43,41 +43,76 @@ pub struct Suppressed {
     pub peak_score: f32,
 }
 
-/// `<id>.delivery`: what has happened to one clip's alert.
+/// The first alert of an event (the still, sent at the decision), per recipient.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FirstAlert {
+    pub message_id: String,
+    pub recipients: BTreeMap<String, Recipient>,
+}
+
+/// Which of an event's emails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The first alert, with the still, as soon as the event is decided.
+    First,
+    /// The email with the clip (or why there is none): the only one with `alert.first = "none"`.
+    Clip,
+}
+
+/// `<id>.delivery`: what has happened to one event's alerts.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Delivery {
-    /// Reused for every attempt, so a resend after a crash is recognisably the same message.
+    /// The clip email's, reused for every attempt, so a resend after a crash is recognisably
+    /// the same message.
     pub message_id: String,
+    /// The first alert, when one is sent (`alert.first = "snapshot"` and the event was seen
+    /// decided); the clip email replies to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<FirstAlert>,
     /// True when rate limiting suppressed this event (no email; it is summarised later).
     pub suppressed: bool,
+    /// The clip email's outcome per recipient.
     pub recipients: BTreeMap<String, Recipient>,
     /// Earlier suppressed events this email reports.
     pub summary: Vec<Suppressed>,
     pub created_at: DateTime<Utc>,
 }
 
+fn pending_for(to: &[String]) -> BTreeMap<String, Recipient> {
+    to.iter()
+        .map(|r| {
+            let pending = Recipient {
+                status: RecipientStatus::Pending,
+                permanent_failures: 0,
+                last_error: None,
+                accepted_at: None,
+            };
+            (r.clone(), pending)
+        })
+        .collect()
+}
+
+fn all_done(r: &BTreeMap<String, Recipient>) -> bool {
+    r.values().all(|r| r.status != RecipientStatus::Pending)
+}
+
 impl Delivery {
-    pub fn new(message_id: String, to: &[String], summary: Vec<Suppressed>) -> Self {
-        let recipients = to
-            .iter()
-            .map(|r| {
-                (
-                    r.clone(),
-                    Recipient {
-                        status: RecipientStatus::Pending,
-                        permanent_failures: 0,
-                        last_error: None,
-                        accepted_at: None,
-                    },
-                )
-            })
-            .collect();
-        Delivery { message_id, suppressed: false, recipients, summary, created_at: Utc::now() }
+    /// `first`: the first alert's Message-ID, when one is to be sent.
+    pub fn new(message_id: String, first: Option<String>, to: &[String], summary: Vec<Suppressed>) -> Self {
+        Delivery {
+            message_id,
+            first: first.map(|message_id| FirstAlert { message_id, recipients: pending_for(to) }),
+            suppressed: false,
+            recipients: pending_for(to),
+            summary,
+            created_at: Utc::now(),
+        }
     }
 
     pub fn suppressed(message_id: String) -> Self {
         Delivery {
             message_id,
+            first: None,
             suppressed: true,
             recipients: BTreeMap::new(),
             summary: Vec::new(),
@@ -85,13 +120,41 @@ impl Delivery {
         }
     }
 
-    /// Every recipient has an outcome (or the event was suppressed).
+    /// Every recipient has an outcome for every email (or the event was suppressed).
     pub fn finished(&self) -> bool {
-        self.recipients.values().all(|r| r.status != RecipientStatus::Pending)
+        self.first_finished() && all_done(&self.recipients)
+    }
+
+    /// Every recipient has an outcome for the first alert (or there is none).
+    pub fn first_finished(&self) -> bool {
+        self.first.as_ref().is_none_or(|f| all_done(&f.recipients))
     }
 
     pub fn any_failed(&self) -> bool {
-        self.recipients.values().any(|r| r.status == RecipientStatus::Failed)
+        let first = self.first.iter().flat_map(|f| f.recipients.values());
+        first.chain(self.recipients.values()).any(|r| r.status == RecipientStatus::Failed)
+    }
+
+    /// The outcomes of one of the event's emails.
+    pub fn part(&self, part: Part) -> Option<&BTreeMap<String, Recipient>> {
+        match part {
+            Part::First => self.first.as_ref().map(|f| &f.recipients),
+            Part::Clip => Some(&self.recipients),
+        }
+    }
+
+    pub fn part_mut(&mut self, part: Part) -> Option<&mut BTreeMap<String, Recipient>> {
+        match part {
+            Part::First => self.first.as_mut().map(|f| &mut f.recipients),
+            Part::Clip => Some(&mut self.recipients),
+        }
+    }
+
+    /// Recipients still waiting for `part`.
+    pub fn pending(&self, part: Part) -> Vec<String> {
+        self.part(part)
+            .map(|r| r.iter().filter(|(_, r)| r.status == RecipientStatus::Pending).map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default()
     }
 
     pub fn path(spool: &Path, id: &str) -> PathBuf {
@@ -185,14 +248,23 @@ mod tests {
     #[test]
     fn delivery_round_trips_and_reports_completion() {
         let d = tempfile::tempdir().unwrap();
-        let mut del = Delivery::new("<m@x>".into(), &["a@x".into(), "b@x".into()], vec![]);
+        let mut del = Delivery::new("<m@x>".into(), Some("<f@x>".into()), &["a@x".into(), "b@x".into()], vec![]);
         assert!(!del.finished());
+        assert_eq!(del.pending(Part::First), vec!["a@x".to_string(), "b@x".to_string()]);
         del.recipients.get_mut("a@x").unwrap().status = RecipientStatus::Accepted;
         del.recipients.get_mut("b@x").unwrap().status = RecipientStatus::Failed;
+        assert!(!del.finished(), "the first alert is still pending");
+        for r in del.part_mut(Part::First).unwrap().values_mut() {
+            r.status = RecipientStatus::Accepted;
+        }
         del.save(d.path(), "id1").unwrap();
         let back = Delivery::load(d.path(), "id1").unwrap().unwrap();
         assert_eq!(back, del);
-        assert!(back.finished() && back.any_failed());
+        assert!(back.finished() && back.any_failed() && back.pending(Part::First).is_empty());
         assert!(Delivery::load(d.path(), "nope").unwrap().is_none());
+        // A record written before first alerts existed reads as one without a first alert.
+        let old = r#"{"message_id":"<m@x>","suppressed":false,"recipients":{},"summary":[],"created_at":"2026-01-01T00:00:00Z"}"#;
+        let old: Delivery = serde_json::from_str(old).unwrap();
+        assert!(old.first.is_none() && old.finished());
     }
 }

@@ -284,3 +284,51 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `base` played `times` times back to back (ffmpeg's stream loop, frames copied): one burst,
+/// and so one event, per copy. Cached beside the fixture.
+pub fn repeated_video(base: &Path, times: usize) -> PathBuf {
+    let _guard = FIXTURE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let out = base.with_file_name(format!("{}-x{times}.avi", base.file_stem().unwrap().to_string_lossy()));
+    if !out.exists() {
+        let tmp = out.with_extension("tmp.avi");
+        let st = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-stream_loop", &(times - 1).to_string(), "-i"])
+            .arg(base)
+            .args(["-c", "copy", "-f", "avi"])
+            .arg(&tmp)
+            .status()
+            .expect("running ffmpeg");
+        assert!(st.success(), "ffmpeg could not repeat {}", base.display());
+        std::fs::rename(&tmp, &out).unwrap();
+    }
+    out
+}
+
+/// A tmpfs of `bytes` mounted on `dir` for the test's lifetime: a spool that really fills up.
+/// Needs root (CI runs as root); fails loudly rather than skipping otherwise.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, bytes: u64) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0755"), "edgewatch-test"])
+            .arg(dir)
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs on {} (this test needs root): {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

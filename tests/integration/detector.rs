@@ -264,8 +264,10 @@ fn sigterm_finishes_the_clip_in_flight() {
     assert_eq!(loaded["depthwise_kernel"], kernel, "{loaded}");
 }
 
-/// A spool below its free-space floor: a clear error, a metric, a bounded retry, and the
-/// detector keeps running to the end of its input.
+/// A spool below its free-space floor: the event is still recorded at once, the clip is held
+/// and retried with a clear error and the `disk_full` metric, `/readyz` says why, and the
+/// detector keeps running. Stopped while the clip is held, the event stays open; the next start
+/// closes it without a clip (no frame journal here), so the watchdog can still say what happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_spool_is_reported_and_the_detector_keeps_running() {
     init_logs();
@@ -276,15 +278,42 @@ async fn full_spool_is_reported_and_the_detector_keeps_running() {
     let shutdown = CancellationToken::new();
     let running = edgewatch::detector::start(cfg.clone(), shutdown.clone()).await.unwrap();
     let addr = running.http_addr;
-    let summary = running.wait().await.expect("a full disk does not end the detector");
-    assert_eq!(summary.clip_failures, 1);
-    assert!(summary.events.is_empty());
-    assert!(summary.frames_captured >= 15 * 14, "kept capturing: {}", summary.frames_captured);
+    let ready = tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(60), "the clip held for want of space", || {
+            let body = http_get(addr, "/metrics").1;
+            (sample(&body, "edgewatch_clips_held") == 1.0).then(|| http_get(addr, "/readyz"))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(ready.0, 503, "not ready while the spool is full");
+    assert!(ready.1.contains("spool full"), "{}", ready.1);
     let (_, body) = http_get(addr, "/metrics");
     assert!(body.contains("edgewatch_clip_write_failed_total{reason=\"disk_full\"} 1"), "{body}");
+    assert!(sample(&body, "edgewatch_clip_bytes_held") > 10_000.0, "{body}");
+    // The event itself was recorded the moment it was decided.
+    let open = spool::open_events(&cfg.clip.spool_dir).unwrap();
+    assert_eq!(open.len(), 1);
+    assert!(spool::ClipPaths::new(&cfg.clip.spool_dir, &open[0]).still.exists());
+    shutdown.cancel();
+    let summary = running.wait().await.expect("a full disk does not end the detector");
+    assert_eq!(summary.clip_failures, 1, "one event left open at shutdown");
+    assert!(summary.events.is_empty());
+    assert!(summary.frames_captured >= 15 * 5, "kept capturing: {}", summary.frames_captured);
     assert!(spool::complete_clips(&cfg.clip.spool_dir).unwrap().is_empty());
     assert_eq!(std::fs::read_dir(cfg.clip.spool_dir.join(".tmp")).unwrap().count(), 0);
-    shutdown.cancel();
+
+    // The next start (with room) closes the open event without a clip, before anything else.
+    cfg.clip.min_free_space = bytesize::ByteSize::mib(1);
+    let (calm, _, _) = fixture_video(&["--size", "320x240", "--calm", "3", "--burst", "0.2", "--after", "1"]);
+    cfg.source.path = Some(calm);
+    let next = edgewatch::detector::run(cfg.clone(), CancellationToken::new()).await.unwrap();
+    assert!(next.events.is_empty(), "no new event: {next:#?}");
+    assert_eq!(next.without_clip.len(), 1, "{next:#?}");
+    let side = spool::read_sidecar(&spool::ClipPaths::new(&cfg.clip.spool_dir, &open[0]).sidecar).unwrap();
+    let why = side.clip_missing.expect("closed without a clip");
+    assert!(why.starts_with("clip unavailable: the detector restarted at"), "{why}");
+    assert!(spool::open_events(&cfg.clip.spool_dir).unwrap().is_empty());
 }
 
 /// `edgewatch demo` as a newcomer runs it: no config, no network. The bundled video's fight gives
@@ -317,7 +346,8 @@ fn the_demo_runs_offline_end_to_end() {
     // 5 s before + 5 s after, extended while the fight goes on, up to clip.max-length (30 s).
     let d = stream_duration(&ffprobe(&clips[0]));
     assert!((9.9..=30.1).contains(&d), "clip of {d} s");
-    assert_eq!(files("outbox", "eml").len(), 1, "{stdout}");
+    // The first alert with the still, then the clip in a reply.
+    assert_eq!(files("outbox", "eml").len(), 2, "{stdout}");
     let archived: Vec<_> = walk(&dir.path().join("archive")).into_iter().filter(|p| p.ends_with(".mp4")).collect();
     assert_eq!(archived.len(), 1, "{archived:?}");
 }

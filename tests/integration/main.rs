@@ -4,6 +4,7 @@
 mod common;
 mod config_cases;
 mod detector;
+mod events;
 mod model;
 mod s3;
 mod watchdog;

@@ -96,13 +96,11 @@ impl SmtpServer {
             .collect()
     }
 
-    /// Waits (up to 30 s) until `n` messages are in the maildir: each is an .eml and its envelope.
+    /// Waits (up to 30 s) until `n` messages are in the maildir.
     pub async fn wait_for(&self, n: usize, what: &'static str) {
         let maildir = self.maildir.clone();
         tokio::task::spawn_blocking(move || {
-            wait_until(Duration::from_secs(30), what, || {
-                (std::fs::read_dir(&maildir).map(|r| r.count()).unwrap_or(0) >= 2 * n).then_some(())
-            })
+            wait_until(Duration::from_secs(30), what, || (count_eml(&maildir) >= n).then_some(()))
         })
         .await
         .unwrap();
@@ -128,6 +126,13 @@ impl Drop for SmtpServer {
             let _ = c.wait();
         }
     }
+}
+
+/// Messages in the maildir (each .eml has its envelope beside it: the fixture writes that first).
+fn count_eml(maildir: &Path) -> usize {
+    std::fs::read_dir(maildir)
+        .map(|rd| rd.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count())
+        .unwrap_or(0)
 }
 
 /// A real clip (mp4 + still + sidecar) made once by the detector from a fixture video.
@@ -171,7 +176,7 @@ fn put_clip(spool_dir: &Path, id: &str, camera: &str, archived: bool) -> PathBuf
     p.clip
 }
 
-fn mark_archived(spool_dir: &Path, id: &str) {
+pub(crate) fn mark_archived(spool_dir: &Path, id: &str) {
     let a = spool::Archived {
         clip_url: format!("s3://clips/test/{id}.mp4"),
         sidecar_url: format!("s3://clips/test/{id}.json"),
@@ -180,7 +185,7 @@ fn mark_archived(spool_dir: &Path, id: &str) {
     spool::write_atomic(&ClipPaths::new(spool_dir, id).archived, &serde_json::to_vec(&a).unwrap()).unwrap();
 }
 
-fn watch_config(dir: &Path) -> Config {
+pub(crate) fn watch_config(dir: &Path) -> Config {
     let mut c = test_config(dir, Path::new("/unused.avi"));
     c.http.listen = "127.0.0.1:0".parse().unwrap();
     c.archive.target = "s3://clips/test".into(); // the markers are written by the tests
@@ -192,14 +197,14 @@ fn watch_config(dir: &Path) -> Config {
 }
 
 /// A plain SMTP server (no TLS, no AUTH) with `extra` fault flags, and a watchdog config for it.
-fn plain_smtp(dir: &Path, extra: &[&str]) -> (SmtpServer, Config) {
+pub(crate) fn plain_smtp(dir: &Path, extra: &[&str]) -> (SmtpServer, Config) {
     let (mut server, cfg) = plain_smtp_down(dir, extra);
     server.up();
     (server, cfg)
 }
 
 /// As [`plain_smtp`], with the server not started yet (`up()` starts it).
-fn plain_smtp_down(dir: &Path, extra: &[&str]) -> (SmtpServer, Config) {
+pub(crate) fn plain_smtp_down(dir: &Path, extra: &[&str]) -> (SmtpServer, Config) {
     let server = SmtpServer::new(dir, extra);
     let mut cfg = watch_config(dir);
     server.configure(&mut cfg, SmtpTls::None);
@@ -208,23 +213,23 @@ fn plain_smtp_down(dir: &Path, extra: &[&str]) -> (SmtpServer, Config) {
     (server, cfg)
 }
 
-/// Waits, off the runtime, until the spool holds no complete clip: each one delivered and deleted.
-async fn wait_spool_empty(spool_dir: &Path, limit: Duration, what: &'static str) {
+/// Waits, off the runtime, until the spool holds no event: each one delivered and deleted.
+pub(crate) async fn wait_spool_empty(spool_dir: &Path, limit: Duration, what: &'static str) {
     let dir = spool_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        wait_until(limit, what, || spool::complete_clips(&dir).unwrap().is_empty().then_some(()))
+        wait_until(limit, what, || spool::events(&dir).unwrap().is_empty().then_some(()))
     })
     .await
     .unwrap();
 }
 
-fn header(raw: &[u8], name: &str) -> String {
+pub(crate) fn header(raw: &[u8], name: &str) -> String {
     let parsed = mailparse::parse_mail(raw).unwrap();
     parsed.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case(name)).map(|h| h.get_value()).unwrap_or_default()
 }
 
 /// Every leaf part of a message: (content type, content id, body bytes).
-fn parts(raw: &[u8]) -> Vec<(String, String, Vec<u8>)> {
+pub(crate) fn parts(raw: &[u8]) -> Vec<(String, String, Vec<u8>)> {
     fn walk(p: &mailparse::ParsedMail, out: &mut Vec<(String, String, Vec<u8>)>) {
         if p.subparts.is_empty() {
             let cid = p.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case("Content-ID")).map(|h| h.get_value());

@@ -22,15 +22,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::{Archiver, Target};
-use crate::clip::encode::{encode_mp4, ClipFrame, EncodeSettings};
-use crate::clip::{Decider, FinishedClip, Recorder, RecorderConfig};
+use crate::clip::journal::{FrameJournal, FrameLog};
+use crate::clip::{Decider, Recorder, RecorderConfig};
 use crate::config::{Config, Location, Pace, SourceKind};
+use crate::fault::crash_point;
 use crate::infer::{Engine, Streamer};
 use crate::model::{self, ModelBundle};
 use crate::s3::S3Client;
 use crate::source::{FileSource, Frame, FrameSource, Sampler, SourceError};
-use crate::spool::{self, ClipPaths, ScorePoint, Sidecar};
-use crate::telemetry::{self, DetectorMetrics, Health, ModelLabels, ReasonLabel, ResultLabel};
+use crate::spool::{self, EventRecord};
+use crate::telemetry::{self, DetectorMetrics, Health, ModelLabels, ResultLabel};
+use writer::{Job, Reserve};
+
+mod writer;
 
 /// One event as reported by a run.
 #[derive(Clone, Debug, Serialize)]
@@ -54,7 +58,13 @@ pub struct Summary {
     pub frames_captured: u64,
     pub frames_inferred: u64,
     pub frames_inference_skipped: u64,
+    /// Events closed with a clip.
     pub events: Vec<EventReport>,
+    /// Events closed without one (id, reason): restarted without a frame journal, dropped
+    /// while the spool was full, or unwritable.
+    pub without_clip: Vec<(String, String)>,
+    /// Events still open when the run ended (their clip could not be written in time): the
+    /// next start closes them.
     pub clip_failures: usize,
     pub archived: Vec<String>,
     pub model_sha256: String,
@@ -150,6 +160,13 @@ async fn pipeline(
 
     spool::prepare(&cfg.clip.spool_dir)
         .with_context(|| format!("preparing the spool {}", cfg.clip.spool_dir.display()))?;
+    let reserve = Reserve::new(&cfg.clip.spool_dir, cfg.clip.reserve.as_u64());
+    let journal = match &cfg.clip.frame_journal {
+        Some(dir) => {
+            Some(FrameJournal::open(dir).with_context(|| format!("creating the frame journal {}", dir.display()))?)
+        }
+        None => None,
+    };
 
     // Open a file source now so a bad path fails the run instead of retrying forever.
     let source: Option<Box<dyn FrameSource>> = match cfg.source.kind {
@@ -178,7 +195,15 @@ async fn pipeline(
         None => None,
     };
 
-    let ctx = Arc::new(Ctx { cfg: cfg.clone(), metrics: metrics.clone(), health, bundle, shutdown: shutdown.clone() });
+    let ctx = Arc::new(Ctx {
+        cfg: cfg.clone(),
+        metrics: metrics.clone(),
+        health,
+        bundle,
+        shutdown: shutdown.clone(),
+        reserve,
+        journal,
+    });
     let threads = tokio::task::spawn_blocking(move || run_threads(ctx, engine, source, arch_tx));
     let (mut summary, threads_result) = match threads.await {
         Ok(Ok(s)) => (s, Ok(())),
@@ -198,6 +223,8 @@ struct Ctx {
     health: Arc<Health>,
     bundle: ModelBundle,
     shutdown: CancellationToken,
+    reserve: Reserve,
+    journal: Option<FrameJournal>,
 }
 
 enum RecMsg {
@@ -220,8 +247,15 @@ fn run_threads(
     // Sized for ~8 s of 15 fps: absorbs an encoder hiccup without dropping frames.
     let (rec_tx, rec_rx) = smpsc::sync_channel::<RecMsg>(128);
     let (inf_tx, inf_rx) = smpsc::sync_channel::<InferMsg>(1);
-    let (enc_tx, enc_rx) = smpsc::sync_channel::<FinishedClip>(4);
+    // Events decided but not closed by an earlier run: their clips are cut first.
+    let recovered = writer::recover(&ctx);
+    let (job_tx, job_rx) = smpsc::sync_channel::<Job>(4);
     let spawn = |name: &str| std::thread::Builder::new().name(name.to_string());
+    let c = ctx.clone();
+    let encoder = spawn("encoder").spawn(move || writer::writer_loop(&c, job_rx, arch_tx))?;
+    for job in recovered {
+        let _ = job_tx.send(job);
+    }
 
     let c = ctx.clone();
     let score_tx = rec_tx.clone();
@@ -229,21 +263,20 @@ fn run_threads(
     let c = ctx.clone();
     let inference = spawn("inference").spawn(move || inference_loop(&c, engine, inf_rx, score_tx))?;
     let c = ctx.clone();
-    let recorder = spawn("recorder").spawn(move || recorder_loop(&c, rec_rx, enc_tx))?;
-    let c = ctx.clone();
-    let encoder = spawn("encoder").spawn(move || encoder_loop(&c, enc_rx, arch_tx))?;
+    let recorder = spawn("recorder").spawn(move || recorder_loop(&c, rec_rx, job_tx))?;
 
     let captured = capture.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))?;
     let (inferred, skipped) = inference.join().map_err(|_| anyhow::anyhow!("inference thread panicked"))?;
     recorder.join().map_err(|_| anyhow::anyhow!("recorder thread panicked"))?;
-    let (events, clip_failures) = encoder.join().map_err(|_| anyhow::anyhow!("encoder thread panicked"))?;
+    let written = encoder.join().map_err(|_| anyhow::anyhow!("encoder thread panicked"))?;
     let frames_captured = captured?;
     Ok(Summary {
         frames_captured,
         frames_inferred: inferred,
         frames_inference_skipped: skipped,
-        events,
-        clip_failures,
+        events: written.events,
+        without_clip: written.without_clip,
+        clip_failures: written.still_open,
         archived: Vec::new(),
         model_sha256: ctx.bundle.manifest_sha256.clone(),
     })
@@ -428,7 +461,7 @@ fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSen
     (inferred, m.frames_inference_skipped.get())
 }
 
-fn recorder_loop(ctx: &Ctx, rx: Receiver<RecMsg>, enc_tx: SyncSender<FinishedClip>) {
+fn recorder_loop(ctx: &Ctx, rx: Receiver<RecMsg>, jobs: SyncSender<Job>) {
     let cfg = &ctx.cfg;
     let threshold = cfg.threshold(ctx.bundle.manifest.decision.threshold);
     let mut rec = Recorder::new(
@@ -440,211 +473,103 @@ fn recorder_loop(ctx: &Ctx, rx: Receiver<RecMsg>, enc_tx: SyncSender<FinishedCli
         },
         Decider::new(cfg.decision.k, cfg.decision.n, threshold),
     );
+    // The open event: its record, and its frame journal while that can be written.
+    let mut open: Option<(EventRecord, Option<FrameLog>)> = None;
     for msg in rx {
         let finished = match msg {
-            RecMsg::Frame(f) => rec.on_frame(f),
+            RecMsg::Frame(f) => {
+                let (pts, jpeg) = (f.pts, f.jpeg.clone());
+                let finished = rec.on_frame(f);
+                if let Some((record, log @ Some(_))) = &mut open {
+                    journal_append(record, log, pts, &jpeg);
+                }
+                finished
+            }
             RecMsg::Score { pts, wall, score } => {
                 let out = rec.on_score(pts, wall, score);
                 if out.started {
-                    ctx.metrics.events.inc();
-                    tracing::info!(at = pts.as_secs_f64(), score, threshold, "event started");
+                    open = Some(decide(ctx, &rec, pts, wall, score, threshold, &jobs));
                 }
                 out.finished
             }
         };
         if let Some(clip) = finished {
-            if enc_tx.send(clip).is_err() {
+            let (record, _) = open.take().expect("a finished clip had an open event");
+            if jobs.send(Job::Clip { record, clip, recovered: false }).is_err() {
                 return;
             }
         }
     }
     // Input ended (end of file or shutdown): finish the clip in flight rather than lose it.
-    if let Some(clip) = rec.flush() {
-        tracing::info!(frames = clip.frames.len(), "finishing the clip in flight");
-        let _ = enc_tx.send(clip);
+    if let (Some(clip), Some((record, _))) = (rec.flush(), open.take()) {
+        tracing::info!(event_id = %record.event_id, frames = clip.frames.len(), "finishing the clip in flight");
+        let _ = jobs.send(Job::Clip { record, clip, recovered: false });
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum WriteError {
-    #[error("spool has {free} bytes free, below clip.min-free-space ({min})")]
-    DiskFull { free: u64, min: u64 },
-    #[error("no space left on the spool device")]
-    NoSpace,
-    #[error("encoding: {0}")]
-    Encode(#[from] crate::clip::encode::EncodeError),
-    #[error("writing: {0}")]
-    Io(std::io::Error),
-}
-
-impl From<std::io::Error> for WriteError {
-    fn from(e: std::io::Error) -> Self {
-        if e.raw_os_error() == Some(28) {
-            WriteError::NoSpace
-        } else {
-            WriteError::Io(e)
-        }
-    }
-}
-
-impl WriteError {
-    fn reason(&self) -> &'static str {
-        match self {
-            WriteError::DiskFull { .. } | WriteError::NoSpace => "disk_full",
-            WriteError::Encode(_) => "encode",
-            WriteError::Io(_) => "io",
-        }
-    }
-}
-
-/// Encodes and writes each finished event; returns the reports and the number of failures.
-fn encoder_loop(
+/// The decision fired: before anything else, the event and its still go durably into the spool
+/// (the watchdog's first alert starts from them), then the frame journal opens.
+fn decide(
     ctx: &Ctx,
-    rx: Receiver<FinishedClip>,
-    arch_tx: mpsc::UnboundedSender<String>,
-) -> (Vec<EventReport>, usize) {
-    let mut reports = Vec::new();
-    let mut failures = 0;
-    for clip in rx {
-        let started = Instant::now();
-        let id = event_id(&clip.trigger_wall, &ctx.cfg.camera);
-        // Full disk: a bounded retry (space may be freed by the watchdog), then a loud failure.
-        let mut attempt = 0;
-        let result = loop {
-            attempt += 1;
-            match write_clip(ctx, &id, &clip) {
-                Err(e @ (WriteError::DiskFull { .. } | WriteError::NoSpace)) if attempt < 3 => {
-                    tracing::error!(event_id = %id, error = %e, attempt, "cannot write clip; retrying in 5 s");
-                    if !sleep_unless_shutdown(&ctx.shutdown, Duration::from_secs(5)) {
-                        break Err(e);
-                    }
-                }
-                other => break other,
-            }
-        };
-        match result {
-            Ok(report) => {
-                let report = EventReport { write_seconds: started.elapsed().as_secs_f64(), ..report };
-                ctx.metrics.clips_written.inc();
-                ctx.metrics.clip_bytes.inc_by(report.clip_bytes);
-                ctx.metrics.clip_write_seconds.observe(report.write_seconds);
-                tracing::info!(event_id = %id, clip = %report.clip.display(), bytes = report.clip_bytes,
-                    duration = report.duration, peak = report.peak_score, "clip written");
-                let _ = arch_tx.send(id);
-                reports.push(report);
-            }
-            Err(e) => {
-                failures += 1;
-                ctx.metrics.clip_write_failed.get_or_create(&ReasonLabel { reason: e.reason() }).inc();
-                tracing::error!(event_id = %id, error = %e, "clip lost: could not be written to the spool");
-            }
+    rec: &Recorder,
+    pts: Duration,
+    wall: DateTime<Utc>,
+    score: f32,
+    threshold: f32,
+    jobs: &SyncSender<Job>,
+) -> (EventRecord, Option<FrameLog>) {
+    let decided = Instant::now();
+    crash_point("after-decision");
+    let cfg = &ctx.cfg;
+    let id = event_id(&wall, &cfg.camera);
+    let frames = rec.active_frames();
+    // The camera's own JPEG of the moment the decision fired.
+    let still = frames.iter().min_by_key(|f| f.pts.abs_diff(pts)).map(|f| f.jpeg.clone()).unwrap_or_default();
+    let m = &ctx.bundle.manifest;
+    let record = EventRecord {
+        event_id: id.clone(),
+        node: cfg.node.clone(),
+        camera: cfg.camera.clone(),
+        event_time: wall,
+        media_time: pts.as_secs_f64(),
+        decided_at: Utc::now(),
+        score,
+        threshold,
+        model_name: m.name.clone(),
+        model_sha256: ctx.bundle.manifest_sha256.clone(),
+        still_file: if still.is_empty() { String::new() } else { format!("{id}.{}", spool::STILL_EXT) },
+    };
+    ctx.metrics.events.inc();
+    match writer::write_event(ctx, &record, &still) {
+        Ok(()) => {
+            ctx.metrics.event_write_seconds.observe(decided.elapsed().as_secs_f64());
+            tracing::info!(event_id = %id, at = pts.as_secs_f64(), score, threshold, "event started");
+        }
+        Err(e) => {
+            // Held and retried by the writer, ahead of this event's clip.
+            tracing::error!(event_id = %id, error = %e, "event started, but its record cannot be written yet; retrying");
+            let _ = jobs.send(Job::Event { record: record.clone(), still });
         }
     }
-    (reports, failures)
+    crash_point("after-event-write");
+    let log = ctx.journal.as_ref().and_then(|j| {
+        j.start(&id, frames.iter().map(|f| (f.pts, &f.jpeg[..])))
+            .map_err(|e| tracing::warn!(event_id = %id, dir = %j.dir().display(), error = %e, "cannot journal the event's frames; a restart before its clip is written loses the clip"))
+            .ok()
+    });
+    (record, log)
+}
+
+fn journal_append(record: &EventRecord, log: &mut Option<FrameLog>, pts: Duration, jpeg: &[u8]) {
+    if let Some(l) = log {
+        if let Err(e) = l.append(pts, jpeg) {
+            tracing::warn!(event_id = %record.event_id, file = %l.path().display(), error = %e, "frame journal stopped; a restart before the clip is written keeps only the frames journalled so far");
+            *log = None;
+        }
+    }
 }
 
 /// `20261126T093000.123Z-cam0`: sorts by time, unique per camera (cooldown separates events).
 pub fn event_id(wall: &DateTime<Utc>, camera: &str) -> String {
     format!("{}-{camera}", wall.format("%Y%m%dT%H%M%S%.3fZ"))
-}
-
-fn write_clip(ctx: &Ctx, id: &str, clip: &FinishedClip) -> Result<EventReport, WriteError> {
-    let cfg = &ctx.cfg;
-    let spool_dir = &cfg.clip.spool_dir;
-    let free = spool::free_space(spool_dir)?;
-    if free < cfg.clip.min_free_space.as_u64() {
-        return Err(WriteError::DiskFull { free, min: cfg.clip.min_free_space.as_u64() });
-    }
-    let first = clip.frames.first().map(|f| f.pts).unwrap_or(clip.trigger_pts);
-    let frames: Vec<ClipFrame> =
-        clip.frames.iter().map(|f| ClipFrame { jpeg: f.jpeg.clone(), pts: f.pts - first }).collect();
-    let fps = cfg.source.fps as f32;
-    let settings = EncodeSettings {
-        bitrate_bps: cfg.clip.bitrate_kbps * 1000,
-        fps: if frames.len() > 1 {
-            // The real rate of the frames at hand (a file may differ from `source.fps`).
-            let span = frames.last().map(|f| f.pts).unwrap_or_default().as_secs_f32();
-            if span > 0.0 {
-                (frames.len() - 1) as f32 / span
-            } else {
-                fps
-            }
-        } else {
-            fps
-        },
-        keyframe_interval: (fps * 2.0).max(1.0) as u32,
-    };
-    let paths = ClipPaths::new(spool_dir, id);
-    let tmp_dir = spool_dir.join(spool::TMP_DIR);
-    let tmp_clip = tmp_dir.join(format!("{id}.{}", spool::CLIP_EXT));
-    let tmp_side = tmp_dir.join(format!("{id}.{}", spool::SIDECAR_EXT));
-    let tmp_still = tmp_dir.join(format!("{id}.{}", spool::STILL_EXT));
-    let result = (|| -> Result<EventReport, WriteError> {
-        let file = std::fs::File::create(&tmp_clip)?;
-        let mut out = std::io::BufWriter::new(file);
-        let stats = encode_mp4(&frames, &settings, &mut out)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        let bytes = std::fs::read(&tmp_clip)?;
-        ctx.metrics.frames_decode_failed.inc_by(stats.frames_skipped as u64);
-        let wall_of = |pts: Duration| {
-            clip.trigger_wall + chrono::Duration::from_std(pts).unwrap_or_default()
-                - chrono::Duration::from_std(clip.trigger_pts).unwrap_or_default()
-        };
-        let m = &ctx.bundle.manifest;
-        let sidecar = Sidecar {
-            event_id: id.to_string(),
-            node: cfg.node.clone(),
-            camera: cfg.camera.clone(),
-            event_time: clip.trigger_wall,
-            clip_start: wall_of(first),
-            clip_end: wall_of(clip.frames.last().map(|f| f.pts).unwrap_or(first)),
-            pre_roll: clip.trigger_pts.saturating_sub(first).as_secs_f64(),
-            duration: stats.duration.as_secs_f64(),
-            frames: stats.frames_encoded,
-            width: stats.width,
-            height: stats.height,
-            peak_score: clip.peak,
-            threshold: cfg.threshold(m.decision.threshold),
-            model_name: m.name.clone(),
-            model_sha256: ctx.bundle.manifest_sha256.clone(),
-            scores: clip
-                .scores
-                .iter()
-                .map(|(p, s)| ScorePoint { t: p.saturating_sub(first).as_secs_f64(), score: *s })
-                .collect(),
-            clip_file: format!("{id}.{}", spool::CLIP_EXT),
-            still_file: format!("{id}.{}", spool::STILL_EXT),
-            clip_bytes: bytes.len() as u64,
-            clip_sha256: model::sha256_hex(&bytes),
-        };
-        let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| WriteError::Io(std::io::Error::other(e)))?;
-        spool::write_file_synced(&tmp_side, &json)?;
-        // The still is the camera's own JPEG of the moment the decision fired.
-        let still = clip.frames.iter().min_by_key(|f| f.pts.abs_diff(clip.trigger_pts)).map(|f| f.jpeg.clone());
-        spool::write_file_synced(&tmp_still, &still.unwrap_or_default())?;
-        // The clip and still first, the sidecar last: a sidecar in the spool means the clip is complete.
-        std::fs::rename(&tmp_clip, &paths.clip)?;
-        std::fs::rename(&tmp_still, &paths.still)?;
-        std::fs::rename(&tmp_side, &paths.sidecar)?;
-        spool::sync_dir(spool_dir)?;
-        Ok(EventReport {
-            event_id: id.to_string(),
-            event_time: clip.trigger_wall,
-            trigger_at: clip.trigger_pts.as_secs_f64(),
-            peak_score: clip.peak,
-            clip: paths.clip.clone(),
-            clip_bytes: bytes.len() as u64,
-            duration: stats.duration.as_secs_f64(),
-            frames: stats.frames_encoded,
-            write_seconds: 0.0,
-        })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp_clip);
-        let _ = std::fs::remove_file(&tmp_side);
-        let _ = std::fs::remove_file(&tmp_still);
-    }
-    result
 }
