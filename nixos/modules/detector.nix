@@ -31,7 +31,13 @@ in
         SupplementaryGroups = [ "video" ];
         # model.cache-dir defaults to /var/cache/edgewatch/model.
         CacheDirectory = "edgewatch";
+        # The frame journal (clip.frame-journal, below): in memory, and kept
+        # when the unit restarts after a crash, so the new process can still
+        # cut the open event's clip (systemd.exec(5), RuntimeDirectoryPreserve).
+        RuntimeDirectory = "edgewatch-detector";
+        RuntimeDirectoryPreserve = "restart";
       };
+      services.edgewatch.detector.settings.clip.frame-journal = lib.mkDefault "/run/edgewatch-detector/frames";
     }
   ]);
 }
