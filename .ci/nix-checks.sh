@@ -186,6 +186,8 @@ log "tools: $(nix-instantiate --version), deadnix $DEADNIX_VERSION, nixpkgs-fmt 
   check "nixpkgs-fmt --check" nixpkgs-fmt --check $(nix_files)
   check "shellcheck" shellcheck -s bash $(shell_files)
   check "flake.lock matches flake.nix" flake_lock
+  check "no placeholder hash (lib.fake*, all-zero) in *.nix and flake.lock" python3 .ci/nix-hashes.py
+  check "placeholder-hash check reports each placeholder form" python3 .ci/nix-hashes.py --self-test
   check "hydra/spec.json keys" hydra_spec
   check "kustomize k3s/ (base)" render "$work/rendered.yaml"
   check "kustomize k3s/ + tests/vm/overlay" render "$work/rendered-vm.yaml" tests/vm/overlay
