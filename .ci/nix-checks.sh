@@ -188,6 +188,8 @@ log "tools: $(nix-instantiate --version), deadnix $DEADNIX_VERSION, nixpkgs-fmt 
   check "flake.lock matches flake.nix" flake_lock
   check "no placeholder hash (lib.fake*, all-zero) in *.nix and flake.lock" python3 .ci/nix-hashes.py
   check "placeholder-hash check reports each placeholder form" python3 .ci/nix-hashes.py --self-test
+  check "every nixpkgs option set has a row in nix/OPTIONS.md" python3 .ci/nix-option-ledger.py
+  check "option ledger check fails on fake options (negative controls)" python3 .ci/nix-option-ledger.py --self-test
   check "hydra/spec.json keys" hydra_spec
   check "kustomize k3s/ (base)" render "$work/rendered.yaml"
   check "kustomize k3s/ + tests/vm/overlay" render "$work/rendered-vm.yaml" tests/vm/overlay
