@@ -190,6 +190,8 @@ log "tools: $(nix-instantiate --version), deadnix $DEADNIX_VERSION, nixpkgs-fmt 
   check "placeholder-hash check reports each placeholder form" python3 .ci/nix-hashes.py --self-test
   check "every nixpkgs option set has a row in nix/OPTIONS.md" python3 .ci/nix-option-ledger.py
   check "option ledger check fails on fake options (negative controls)" python3 .ci/nix-option-ledger.py --self-test
+  check "VM test scripts call only test-driver methods that exist" python3 .ci/vm-test-calls.py
+  check "VM test-call check rejects an unknown method" python3 .ci/vm-test-calls.py --self-test
   check "hydra/spec.json keys" hydra_spec
   check "kustomize k3s/ (base)" render "$work/rendered.yaml"
   check "kustomize k3s/ + tests/vm/overlay" render "$work/rendered-vm.yaml" tests/vm/overlay

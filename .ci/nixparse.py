@@ -16,6 +16,8 @@ normal form, not Nix's surface syntax:
 
 The AST is made of small tuples; see the constructors below.
 """
+import hashlib
+import os
 import re
 import subprocess
 
@@ -378,8 +380,16 @@ def parse_text(text, name="<input>"):
     return e
 
 
+_CACHE = {}
+
+
 def parse_file(path):
-    """Parse a .nix file through `nix-instantiate --parse`."""
-    out = subprocess.run(["nix-instantiate", "--parse", path], check=True,
-                         capture_output=True, text=True).stdout
-    return parse_text(out, path)
+    """Parse a .nix file through `nix-instantiate --parse` (cached by path
+    and content, so repeated checks in one process parse each file once)."""
+    with open(path, "rb") as f:
+        key = (os.path.abspath(path), hashlib.sha256(f.read()).hexdigest())
+    if key not in _CACHE:
+        out = subprocess.run(["nix-instantiate", "--parse", path], check=True,
+                             capture_output=True, text=True).stdout
+        _CACHE[key] = parse_text(out, path)
+    return _CACHE[key]
