@@ -12,7 +12,8 @@ DEADNIX_VERSION=1.3.1
 NIXPKGS_FMT_VERSION=1.3.0
 CHECKOV_VERSION=3.3.30
 KUBERNETES_VALIDATE_VERSION=1.37.0
-# The Kubernetes minor of the k3s in the pinned nixpkgs (nixos-25.11).
+# The Kubernetes minor of the k3s the profiles name (services.k3s.package =
+# pkgs.k3s_1_34 in nixos/profiles/{node,server}.nix).
 KUBERNETES_VERSION=1.34.0
 tools=${EW_CI_TOOLS:-/opt/edgewatch-ci}
 
