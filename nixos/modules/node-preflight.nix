@@ -97,6 +97,12 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = [{
+      # The script runs every check when given none.
+      assertion = checks != [ ];
+      message = "edgewatch.nodePreflight is enabled with no check selected; disable it instead.";
+    }];
+
     systemd.services.edgewatch-node-preflight = {
       description = "edgewatch node preflight (cgroups, camera, clock, spool)";
       wantedBy = [ "multi-user.target" ];
