@@ -64,6 +64,17 @@ in
         )
         server.fail("k3s kubectl get node server -o jsonpath='{.metadata.labels.camera}' | grep -x true")
 
+    with subtest("the node preflight passed (fake camera, NTP from the server) before the agent started"):
+        camera.wait_for_unit("edgewatch-node-preflight.service")
+        camera.succeed("edgewatch-node-preflight")
+        for check in ["cgroup_memory", "cgroup_cpu", "cgroup_pids", "camera", "clock", "spool"]:
+            camera.succeed(f"grep -x 'edgewatch_preflight_ok{{check=\"{check}\"}} 1' ${common.preflightMetrics}")
+        # k3s is ordered after the preflight and requires it.
+        preflight_done = int(camera.succeed(
+            "systemctl show -P ExecMainExitTimestampMonotonic edgewatch-node-preflight.service").strip())
+        k3s_started = int(camera.succeed("systemctl show -P ExecMainStartTimestampMonotonic k3s.service").strip())
+        assert preflight_done <= k3s_started, f"k3s started at {k3s_started}, before the preflight ended at {preflight_done}"
+
     with subtest("images are imported from disk, not pulled"):
         # As nixpkgs' nixos/tests/k3s/airgap-images.nix: services.k3s.images
         # are linked into the agent's image directory and imported at start.
