@@ -34,7 +34,11 @@ rec {
   # synchronised clock (nixos/modules/node-preflight.nix): the server VM
   # serves its own clock with chrony's local reference mode, and the other
   # VMs take their time from it (systemd-timesyncd, networking.timeServers),
-  # as a site's nodes would from its NTP server.
+  # as a site's nodes would from its NTP server. qemu-vm.nix turns
+  # timesyncd off in every test VM ("It should get the correct time from
+  # KVM", read @00008e8eb762), which leaves the kernel's clock marked
+  # unsynchronised (timedatectl: NTPSynchronized=no): without the mkForce
+  # below the preflight's clock check never passes and k3s never starts.
   k3sNode = { config, ... }:
     let
       inherit (config.edgewatch) built;
@@ -57,6 +61,7 @@ rec {
       };
       networking.firewall.allowedUDPPorts = lib.mkIf isServer [ 123 ];
       networking.timeServers = if isServer then [ ] else [ built.hosts.${built.server}.address ];
+      services.timesyncd.enable = lib.mkIf (!isServer) (lib.mkForce true);
       virtualisation = { memorySize = 2048; diskSize = 4096; cores = 2; };
     };
 
