@@ -12,7 +12,8 @@ DEADNIX_VERSION=1.3.1
 NIXPKGS_FMT_VERSION=1.3.0
 CHECKOV_VERSION=3.3.30
 KUBERNETES_VALIDATE_VERSION=1.37.0
-# The Kubernetes minor of the k3s in the pinned nixpkgs (nixos-25.11).
+# The Kubernetes minor of the k3s the profiles name (services.k3s.package =
+# pkgs.k3s_1_34 in nixos/profiles/{node,server}.nix).
 KUBERNETES_VERSION=1.34.0
 tools=${EW_CI_TOOLS:-/opt/edgewatch-ci}
 
@@ -87,7 +88,7 @@ check() { # check NAME COMMAND...
 }
 
 nix_files() { git ls-files --cached --others --exclude-standard -- '*.nix' | while read -r f; do [ -e "$f" ] && echo "$f"; done; }
-shell_files() { echo .ci/nix-checks.sh nix/deploy/*.sh nixos/hardware/*.sh nix/tests/*.sh; }
+shell_files() { echo .ci/nix-checks.sh nix/deploy/*.sh nixos/hardware/*.sh nixos/modules/*.sh nix/tests/*.sh; }
 
 parse_all() {
   local f rc=0
@@ -182,10 +183,17 @@ log "tools: $(nix-instantiate --version), deadnix $DEADNIX_VERSION, nixpkgs-fmt 
   check "golden tests of nix/lib (nix-instantiate --eval --strict nix/tests)" golden
   check "firmware config.txt sync against files" bash nix/tests/firmware-config-sync-test.sh
   check "Pi throttling flags script against a fake sysfs" bash nix/tests/pi-throttled-test.sh
+  check "node preflight against a fake sysfs/procfs/dev tree" bash nix/tests/node-preflight-test.sh
   check "deadnix --fail" deadnix --fail $(nix_files)
   check "nixpkgs-fmt --check" nixpkgs-fmt --check $(nix_files)
   check "shellcheck" shellcheck -s bash $(shell_files)
   check "flake.lock matches flake.nix" flake_lock
+  check "no placeholder hash (lib.fake*, all-zero) in *.nix and flake.lock" python3 .ci/nix-hashes.py
+  check "placeholder-hash check reports each placeholder form" python3 .ci/nix-hashes.py --self-test
+  check "every nixpkgs option set has a row in nix/OPTIONS.md" python3 .ci/nix-option-ledger.py
+  check "option ledger check fails on fake options (negative controls)" python3 .ci/nix-option-ledger.py --self-test
+  check "VM test scripts call only test-driver methods that exist" python3 .ci/vm-test-calls.py
+  check "VM test-call check rejects an unknown method" python3 .ci/vm-test-calls.py --self-test
   check "hydra/spec.json keys" hydra_spec
   check "kustomize k3s/ (base)" render "$work/rendered.yaml"
   check "kustomize k3s/ + tests/vm/overlay" render "$work/rendered-vm.yaml" tests/vm/overlay

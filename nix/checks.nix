@@ -25,7 +25,7 @@ let
 
   shellLint = pkgs.runCommand "edgewatch-shellcheck" { nativeBuildInputs = [ pkgs.shellcheck ]; } ''
     cd ${src}
-    shellcheck -s bash nix/deploy/*.sh nixos/hardware/*.sh nix/tests/*.sh .ci/nix-checks.sh
+    shellcheck -s bash nix/deploy/*.sh nixos/hardware/*.sh nixos/modules/*.sh nix/tests/*.sh .ci/nix-checks.sh
     touch $out
   '';
 
@@ -39,6 +39,15 @@ let
     { nativeBuildInputs = with pkgs; [ bash coreutils gnused findutils prometheus.cli ]; }
     ''
       bash ${src}/nix/tests/pi-throttled-test.sh >$out
+      cat $out
+    '';
+
+  # The preflight's checks against a fake tree (no camera, cgroup or firmware
+  # needed): each failure alone, the passing node, --wait.
+  nodePreflight = pkgs.runCommand "edgewatch-node-preflight-test"
+    { nativeBuildInputs = with pkgs; [ bash coreutils gnused gnugrep gawk findutils prometheus.cli ]; }
+    ''
+      bash ${src}/nix/tests/node-preflight-test.sh >$out
       cat $out
     '';
 
@@ -73,6 +82,7 @@ in
   shellcheck = shellLint;
   firmware-config-sync = firmwareConfigSync;
   pi-throttled = piThrottled;
+  node-preflight = nodePreflight;
   k3s-config = k3sConfig;
   cargo-test = cargoTest;
   inherit (self.packages.${system}) edgewatch manifests;

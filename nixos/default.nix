@@ -6,6 +6,7 @@
   site = ./modules/site.nix;
   rollout = ./modules/rollout.nix;
   video-device-plugin = ./modules/video-device-plugin.nix;
+  node-preflight = ./modules/node-preflight.nix;
   k8s-secrets = ./modules/k8s-secrets.nix;
   observability = ./modules/observability.nix;
   profiles-base = ./profiles/base.nix;

@@ -63,9 +63,15 @@ run() {
   fi
   status "gating"
   # The new generation's gate, with the new generation's idea of healthy.
+  # Its last line (the reason, e.g. the preflight check that failed) goes
+  # into the status the deployer reports.
   gate=$new/sw/bin/edgewatch-health-gate
-  if [ ! -x "$gate" ] || ! "$gate"; then
-    roll_back "$previous" "$current" "health gate failed"
+  if [ ! -x "$gate" ]; then
+    roll_back "$previous" "$current" "health gate failed: $gate is missing"
+    exit 1
+  fi
+  if ! "$gate" 2>&1 | tee "$state/gate.log"; then
+    roll_back "$previous" "$current" "health gate failed: $(tail -n 1 "$state/gate.log" | sed 's/^edgewatch-health-gate: //')"
     exit 1
   fi
   status "awaiting-confirmation"

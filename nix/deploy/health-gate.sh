@@ -10,6 +10,8 @@
 #   GATE_DETECTOR_PODS  1: the edgewatch pods on this node must be Ready
 #                       (their readiness probe is the detector's /readyz)
 #   GATE_READYZ_URLS    space-separated URLs that must answer 2xx
+#   GATE_PREFLIGHT      the node preflight (nixos/modules/node-preflight.sh);
+#                       checked first, its failed checks are named
 #   NODE_NAME           Kubernetes node name (default: hostname)
 set -euo pipefail
 
@@ -23,7 +25,14 @@ kubectl_() {
 }
 
 check() {
-  local unit failed ready url
+  local unit failed ready url out
+  if [ -n "${GATE_PREFLIGHT:-}" ] && ! out=$("$GATE_PREFLIGHT" 2>&1); then
+    # The last line names the failed checks, the first FAIL line says why
+    # and how to fix it (journal priority prefixes stripped).
+    last_problem="preflight failed: $(sed -n 's/^preflight: FAILED: //p' <<<"$out" | tail -n 1)"
+    last_problem+=" ($(grep -m 1 'FAIL ' <<<"$out" | sed -E 's/^<[0-9]>//; s/^edgewatch-node-preflight: //'))"
+    return 1
+  fi
   for unit in ${GATE_UNITS:-}; do
     if ! systemctl is-active --quiet "$unit"; then
       last_problem="unit $unit is $(systemctl is-active "$unit" || true)"

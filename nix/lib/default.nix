@@ -7,7 +7,8 @@ let
   kubelet = import ./kubelet.nix { inherit helpers; };
   site = import ./site.nix { inherit helpers configTxt kubelet; };
   monitoring = import ./monitoring { inherit helpers; sitePorts = site.ports; };
+  piBoot = import ./pi-boot.nix { inherit helpers; };
 in
 {
-  inherit helpers configTxt kubelet site monitoring;
+  inherit helpers configTxt kubelet site monitoring piBoot;
 }

@@ -5,7 +5,7 @@
 # and actual value, so the diff is in the CI log.
 let
   lib = import ../lib;
-  files = [ ./config-txt.nix ./kubelet.nix ./site.nix ./monitoring.nix ];
+  files = [ ./config-txt.nix ./kubelet.nix ./site.nix ./monitoring.nix ./pi-boot.nix ];
   tests = builtins.concatMap
     (f: map (t: t // { file = baseNameOf (toString f); }) (import f { inherit lib; }))
     files;

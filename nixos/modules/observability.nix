@@ -136,6 +136,23 @@ in
     }
 
     (lib.mkIf (agentMode && !isMonitor) {
+      # The `--agent` below must reach Prometheus exactly once: kingpin
+      # refuses a repeated flag ("flag 'agent' cannot be repeated"), so the
+      # day the pinned module passes `--agent` itself (NixOS/nixpkgs PR
+      # #491132, after our pin) the agent would stop on every host. This
+      # fails the evaluation instead, saying what to remove.
+      assertions = [{
+        assertion =
+          let
+            words = builtins.filter builtins.isString
+              (builtins.split "[[:space:]\\\\]+" (toString config.systemd.services.prometheus.serviceConfig.ExecStart));
+          in
+          lib.count (w: w == "--agent") words == 1;
+        message = ''
+          ${host.name}: the Prometheus command line has `--agent` more than once (or not at all). nixpkgs'
+          prometheus module passes `--agent` for enableAgentMode since PR #491132; remove "--agent" from
+          services.prometheus.extraFlags in nixos/modules/observability.nix (nix/KNOWN-ISSUES.md).'';
+      }];
       services.prometheus = {
         enable = true;
         enableAgentMode = true;

@@ -18,6 +18,7 @@ let
       export GATE_KUBECONFIG=${lib.escapeShellArg cfg.gate.kubeconfig}
       export GATE_DETECTOR_PODS=${if cfg.gate.detectorPods then "1" else "0"}
       export GATE_READYZ_URLS=${lib.escapeShellArg (lib.concatStringsSep " " cfg.gate.readyzUrls)}
+      export GATE_PREFLIGHT=${lib.escapeShellArg (if cfg.gate.preflight == null then "" else cfg.gate.preflight)}
       export NODE_NAME=${lib.escapeShellArg config.networking.hostName}
       ${builtins.readFile ../../nix/deploy/health-gate.sh}
     '';
@@ -75,6 +76,17 @@ in
         type = lib.types.bool;
         default = false;
         description = "Require the edgewatch pods on this node to be Ready (their readiness probe is /readyz).";
+      };
+      preflight = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "/nix/store/...-edgewatch-node-preflight/bin/edgewatch-node-preflight";
+        description = ''
+          This generation's node preflight (set by nixos/modules/node-preflight.nix).
+          The gate runs it first, so an unhealthy node is reported by the
+          check that failed (and its fix) rather than by its consequence
+          (k3s not running, the Node not Ready).
+        '';
       };
       readyzUrls = lib.mkOption {
         type = lib.types.listOf lib.types.str;

@@ -59,6 +59,13 @@ in
       services.k3s = {
         enable = true;
         role = "agent";
+        # The same minor as the server (nixos/profiles/server.nix), named,
+        # not `pkgs.k3s`: a nixpkgs update that moves the default k3s would
+        # otherwise give the nodes (deployed first by `nix run .#rollout`) a
+        # kubelet newer than the server's API server, which Kubernetes does
+        # not support (version skew policy; kubernetes/kubernetes#127316).
+        # Bump both together, server first (nix/DEPLOYING.md).
+        package = pkgs.k3s_1_34;
         serverAddr = host.k3s.serverAddr;
         inherit (cfg) tokenFile;
         nodeLabel = host.k3s.nodeLabels;
@@ -79,6 +86,9 @@ in
       # flannel's VXLAN device and the pod bridge (as nixpkgs' k3s multi-node test).
       networking.firewall.trustedInterfaces = [ "cni0" "flannel.1" ];
       edgewatch.videoDevicePlugin.enable = host.camera;
+      # cgroup controllers, camera, clock, spool: checked before the agent
+      # starts, and by the health gate (nixos/modules/node-preflight.nix).
+      edgewatch.nodePreflight.enable = true;
       edgewatch.rollout.gate = {
         units = [ "sshd.service" "k3s.service" ]
           ++ lib.optional host.camera "edgewatch-video-device-plugin.service";

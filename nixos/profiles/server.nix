@@ -41,6 +41,9 @@ in
     services.k3s = {
       enable = true;
       role = "server";
+      # Named, and the same as the nodes' (nixos/profiles/node.nix says why);
+      # .ci/nix-checks.sh validates the manifests against this minor.
+      package = pkgs.k3s_1_34;
       clusterInit = false; # embedded SQLite, no etcd
       inherit (cfg) tokenFile;
       # Bundled add-ons that pull images. Without CoreDNS, the DaemonSet uses

@@ -64,13 +64,28 @@ in
         )
         server.fail("k3s kubectl get node server -o jsonpath='{.metadata.labels.camera}' | grep -x true")
 
+    with subtest("the node preflight passed (fake camera, NTP from the server) before the agent started"):
+        camera.wait_for_unit("edgewatch-node-preflight.service")
+        camera.succeed("edgewatch-node-preflight")
+        for check in ["cgroup_memory", "cgroup_cpu", "cgroup_pids", "camera", "clock", "spool"]:
+            camera.succeed(f"grep -x 'edgewatch_preflight_ok{{check=\"{check}\"}} 1' ${common.preflightMetrics}")
+        # k3s is ordered after the preflight and requires it.
+        preflight_done = int(camera.succeed(
+            "systemctl show -P ExecMainExitTimestampMonotonic edgewatch-node-preflight.service").strip())
+        k3s_started = int(camera.succeed("systemctl show -P ExecMainStartTimestampMonotonic k3s.service").strip())
+        assert preflight_done <= k3s_started, f"k3s started at {k3s_started}, before the preflight ended at {preflight_done}"
+
     with subtest("images are imported from disk, not pulled"):
-        camera.wait_until_succeeds(
-            "journalctl -u k3s --no-pager | grep 'Imported images from /var/lib/rancher/k3s/agent/images/'",
-            timeout=600,
-        )
+        # As nixpkgs' nixos/tests/k3s/airgap-images.nix: services.k3s.images
+        # are linked into the agent's image directory and imported at start.
+        for node in [server, camera]:
+            node.wait_until_succeeds(
+                "journalctl -u k3s --no-pager | grep 'Imported images from /var/lib/rancher/k3s/agent/images/'",
+                timeout=600,
+            )
+            node.succeed("k3s ctr --namespace k8s.io images ls -q | grep edgewatch.local/pause")
         camera.succeed("k3s ctr --namespace k8s.io images ls -q | grep edgewatch.local/detector")
-        camera.succeed("k3s ctr --namespace k8s.io images ls -q | grep edgewatch.local/pause")
+        camera.succeed("k3s ctr --namespace k8s.io images ls -q | grep edgewatch.local/watchdog")
 
     with subtest("the device plugin advertises the camera"):
         camera.wait_for_unit("edgewatch-video-device-plugin.service")
@@ -92,6 +107,11 @@ in
         mail.wait_until_succeeds("test -n \"$(ls -A /var/lib/mail/new)\"", timeout=600)
         mail.succeed("grep -il 'mp4' /var/lib/mail/new/*")
         camera.wait_until_succeeds("! ls /var/spool/edgewatch/*.mp4", timeout=600)
+
+    with subtest("no image was pulled from a registry"):
+        # The kubelet records an event with reason Pulling for every pull;
+        # imagePullPolicy: Never and --pause-image leave none.
+        server.fail("k3s kubectl get events --all-namespaces --field-selector reason=Pulling -o name | grep .")
 
     with subtest("the NetworkPolicy admits only the monitoring host to the metrics ports"):
         mail.fail("curl --silent --fail --max-time 5 http://192.168.1.1:9870/metrics")

@@ -30,16 +30,43 @@ rec {
   ];
 
   # A node of the test cluster: address from the driver, k3s on eth1.
-  k3sNode = { config, ... }: {
-    imports = modules;
-    edgewatch.base.staticNetwork = false;
-    systemd.tmpfiles.rules = secrets;
-    services.k3s = {
-      nodeIP = config.networking.primaryIPAddress;
-      extraFlags = [ "--flannel-iface=eth1" ];
+  # The test network has no NTP server, and the nodes' preflight requires a
+  # synchronised clock (nixos/modules/node-preflight.nix): the server VM
+  # serves its own clock with chrony's local reference mode, and the other
+  # VMs take their time from it (systemd-timesyncd, networking.timeServers),
+  # as a site's nodes would from its NTP server. qemu-vm.nix turns
+  # timesyncd off in every test VM ("It should get the correct time from
+  # KVM", read @00008e8eb762), which leaves the kernel's clock marked
+  # unsynchronised (timedatectl: NTPSynchronized=no): without the mkForce
+  # below the preflight's clock check never passes and k3s never starts.
+  k3sNode = { config, ... }:
+    let
+      inherit (config.edgewatch) built;
+      isServer = config.edgewatch.host.role == "server";
+    in
+    {
+      imports = modules;
+      edgewatch.base.staticNetwork = false;
+      systemd.tmpfiles.rules = secrets;
+      services.k3s = {
+        nodeIP = config.networking.primaryIPAddress;
+        extraFlags = [ "--flannel-iface=eth1" ];
+      };
+      services.chrony = lib.mkIf isServer {
+        enable = true;
+        extraConfig = ''
+          allow 192.168.1.0/24
+          local stratum 8
+        '';
+      };
+      networking.firewall.allowedUDPPorts = lib.mkIf isServer [ 123 ];
+      networking.timeServers = if isServer then [ ] else [ built.hosts.${built.server}.address ];
+      services.timesyncd.enable = lib.mkIf (!isServer) (lib.mkForce true);
+      virtualisation = { memorySize = 2048; diskSize = 4096; cores = 2; };
     };
-    virtualisation = { memorySize = 2048; diskSize = 4096; cores = 2; };
-  };
+
+  # The preflight's results on a node, as the test script reads them.
+  preflightMetrics = "/var/lib/prometheus-node-exporter-text/edgewatch-preflight.prom";
 
   # A /dev/video0 for the device plugin to advertise (the pod requests
   # squat.ai/video even when its source is a file).

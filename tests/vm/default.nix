@@ -8,4 +8,5 @@ builtins.mapAttrs (_: test: pkgs.testers.runNixOSTest (import test)) {
   vm-camera-pipeline = ./camera-pipeline.nix;
   vm-unlabelled-node = ./unlabelled-node.nix;
   vm-broken-deploy-rollback = ./broken-deploy-rollback.nix;
+  vm-node-preflight = ./node-preflight.nix;
 }

@@ -41,6 +41,12 @@ in
             timeout=600,
         )
 
+    with subtest("both nodes passed their preflight; the one without camera skips the camera checks"):
+        for node, checks in [(camera, 6), (plain, 4)]:
+            node.succeed("systemctl is-active edgewatch-node-preflight.service")
+            node.succeed(f"edgewatch-node-preflight | grep -x 'preflight: ok ({checks} checks)'")
+        plain.fail("grep 'check=\"camera\"' ${common.preflightMetrics}")
+
     with subtest("only the camera node is labelled and runs the device plugin"):
         server.succeed("k3s kubectl get node camera -o jsonpath='{.metadata.labels.camera}' | grep -x true")
         server.fail("k3s kubectl get node plain -o jsonpath='{.metadata.labels.camera}' | grep -x true")
