@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ArchiveConfig, Location};
 use crate::s3::{S3Client, S3Error};
 use crate::spool::{self, Archived, ClipPaths, Sidecar};
-use crate::telemetry::{DetectorMetrics, ResultLabel};
+use crate::telemetry::{ClassLabel, DetectorMetrics, ResultLabel};
 
 pub enum Target {
     Dir(PathBuf),
@@ -131,9 +131,14 @@ impl Archiver {
                 }
                 Err(e) => {
                     self.metrics.uploads.get_or_create(&ResultLabel { result: "failed" }).inc();
+                    let class = match &e {
+                        UploadError::S3(s3) => s3.class(),
+                        _ => "io",
+                    };
+                    self.metrics.archive_errors.get_or_create(&ClassLabel { class }).inc();
                     // Full jitter keeps a fleet from retrying in lockstep after an outage.
                     let wait = Duration::from_secs_f64(rand::rng().random_range(0.5..=1.0) * delay.as_secs_f64());
-                    tracing::warn!(event_id = %id, error = %e, retry_in = ?wait, queued = queue.len(), "archive upload failed; will retry");
+                    tracing::warn!(event_id = %id, class, error = %e, retry_in = ?wait, queued = queue.len(), "archive upload failed; will retry");
                     delay = (delay * 2).min(self.cfg.retry_max);
                     tokio::select! {
                         _ = shutdown.cancelled() => return done,

@@ -285,9 +285,16 @@ pub struct S3Config {
     pub access_key_id: Option<Secret>,
     pub secret_access_key: Option<Secret>,
     pub session_token: Option<Secret>,
-    /// Per-request timeout, so a dead link cannot stall the upload queue forever.
+    /// Whole-request timeout, so a dead link cannot stall the upload queue forever.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Time allowed to connect (at most `timeout`).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time allowed for the first byte of an answer, for a store that accepts and never
+    /// answers (at most `timeout`).
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -436,6 +443,8 @@ impl Default for Config {
                 secret_access_key: None,
                 session_token: None,
                 timeout: Duration::from_secs(60),
+                connect_timeout: Duration::from_secs(5),
+                read_timeout: Duration::from_secs(15),
             },
             smtp: SmtpConfig {
                 host: String::new(),
@@ -523,6 +532,16 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// Where each key's value came from (the file, an environment variable, a secret file).
+pub struct Origins(Figment);
+
+impl Origins {
+    /// `key` as written in the file (`clip.spool-dir`).
+    pub fn of(&self, key: &str) -> String {
+        self.0.find_metadata(key).map(describe_source).unwrap_or_else(|| "the built-in default".into())
+    }
+}
+
 /// One key set by one environment variable or secret file, named so errors say where it came from.
 struct Single {
     origin: String,
@@ -579,6 +598,11 @@ impl Config {
 
     /// Like [`Config::load`] but over other defaults (the demo's, for example).
     pub fn load_with_defaults(defaults: Config, sources: &Sources) -> Result<Config, ConfigErrors> {
+        Self::load_with_origins(defaults, sources).map(|(c, _)| c)
+    }
+
+    /// Like [`Config::load_with_defaults`], with where each key's value came from.
+    pub fn load_with_origins(defaults: Config, sources: &Sources) -> Result<(Config, Origins), ConfigErrors> {
         let mut problems = Vec::new();
         let known = Figment::from(Serialized::defaults(&defaults));
         let mut user = Figment::new();
@@ -648,13 +672,13 @@ impl Config {
             return Err(ConfigErrors(problems));
         }
 
-        let config: Config = match known.merge(user).extract() {
+        let config: Config = match known.merge(user.clone()).extract() {
             Ok(c) => c,
             Err(e) => return Err(ConfigErrors(figment_problems(e))),
         };
         let problems = config.validate();
         if problems.is_empty() {
-            Ok(config)
+            Ok((config, Origins(user)))
         } else {
             Err(ConfigErrors(problems))
         }
@@ -798,8 +822,8 @@ impl Config {
         if !(s3.endpoint.is_empty() || s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
             p.push(format!("`s3.endpoint` = `{}` must start with http:// or https://", s3.endpoint));
         }
-        if s3.timeout.is_zero() {
-            p.push("`s3.timeout` must be positive".into());
+        if s3.timeout.is_zero() || s3.connect_timeout.is_zero() || s3.read_timeout.is_zero() {
+            p.push("`s3.timeout`, `s3.connect-timeout` and `s3.read-timeout` must be positive".into());
         }
         let m = &self.smtp;
         if !m.host.is_empty() {
@@ -849,6 +873,12 @@ impl Config {
         let mut c = Config::default();
         c.http.listen.set_port(9871);
         c
+    }
+
+    /// Every secret value in the config, for the log writer to redact wherever they appear.
+    pub fn secrets(&self) -> Vec<String> {
+        let s3 = [&self.s3.access_key_id, &self.s3.secret_access_key, &self.s3.session_token];
+        s3.into_iter().chain([&self.smtp.password]).flatten().map(|s| s.expose().to_string()).collect()
     }
 
     /// Whether the watchdog waits for the archive marker before deleting a clip.
@@ -910,8 +940,8 @@ fn figment_problems(e: figment::Error) -> Vec<String> {
 }
 
 /// Reads a config for `check-config`: no side effects, every problem listed.
-pub fn check_file(path: &Path) -> Result<Config, ConfigErrors> {
-    Config::load(&Sources::from_process(Some(path.to_path_buf()), true))
+pub fn check_file(path: &Path, defaults: Config) -> Result<(Config, Origins), ConfigErrors> {
+    Config::load_with_origins(defaults, &Sources::from_process(Some(path.to_path_buf()), true))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! edgewatch: violence detection for fleets of Raspberry Pi 4 camera nodes.
 //!
 //! # Layout
-//! - [`config`]: the typed, strict, layered configuration shared by every role.
+//! - [`config`]: the typed, strict, layered configuration shared by every role; [`check`]: what
+//!   `check-config` checks beyond the file (model, source, spool, archive, SMTP).
 //! - [`source`]: frame sources (V4L2 camera, MJPEG-in-AVI file).
 //! - [`model`] and [`infer`]: the two-file model contract and streaming inference with tract (or onnxruntime, cargo feature `onnxruntime`).
 //! - [`clip`]: the K-of-N decision, the pre-roll ring, clip cutting and H.264/MP4 encoding.
@@ -13,6 +14,7 @@
 //! - [`shutdown`]: SIGTERM/SIGINT handling; [`fault`]: crash points for the fault-injection tests.
 
 pub mod archive;
+pub mod check;
 pub mod clip;
 pub mod config;
 pub mod demo;

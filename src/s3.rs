@@ -15,10 +15,19 @@ use crate::config::S3Config;
 pub enum S3Error {
     #[error("object s3://{bucket}/{key} does not exist")]
     NotFound { bucket: String, key: String },
-    /// Network trouble, timeouts, 5xx: worth retrying later.
-    #[error("S3 unreachable or failing: {0}")]
-    Transient(String),
-    /// Rejected for good (403, 400, no such bucket): retrying will not help without a change.
+    /// 401/403, a key id or signature the store does not accept: the credentials are wrong.
+    #[error("S3 refused the credentials: {0}")]
+    Auth(String),
+    /// No connection, or one that failed: worth retrying later.
+    #[error("S3 unreachable: {0}")]
+    Network(String),
+    /// Connected, then no answer in time (`s3.read-timeout`, `s3.timeout`).
+    #[error("S3 timed out: {0}")]
+    Timeout(String),
+    /// 5xx, 429, or a response that makes no sense: the store is failing; retry later.
+    #[error("S3 is failing: {0}")]
+    Server(String),
+    /// Rejected for good (400, no such bucket): retrying will not help without a change.
     #[error("S3 refused the request: {0}")]
     Rejected(String),
     /// The object was fetched but its content is unusable.
@@ -28,7 +37,18 @@ pub enum S3Error {
 
 impl S3Error {
     pub fn is_transient(&self) -> bool {
-        matches!(self, S3Error::Transient(_))
+        matches!(self, S3Error::Network(_) | S3Error::Timeout(_) | S3Error::Server(_))
+    }
+
+    /// Label for `edgewatch_archive_errors_total{class}`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            S3Error::Auth(_) => "auth",
+            S3Error::Network(_) => "network",
+            S3Error::Timeout(_) => "timeout",
+            S3Error::Server(_) => "server",
+            S3Error::NotFound { .. } | S3Error::Rejected(_) | S3Error::Invalid(_) => "rejected",
+        }
     }
 }
 
@@ -41,13 +61,22 @@ where
     match &e {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
-            if status >= 500 || status == 429 || status == 408 {
-                S3Error::Transient(text)
+            let code = se.err().code().unwrap_or_default();
+            if matches!(status, 401 | 403)
+                || matches!(code, "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "ExpiredToken")
+            {
+                S3Error::Auth(text)
+            } else if status >= 500 || status == 429 || status == 408 {
+                S3Error::Server(text)
             } else {
                 S3Error::Rejected(text)
             }
         }
-        _ => S3Error::Transient(text),
+        SdkError::TimeoutError(_) => S3Error::Timeout(text),
+        SdkError::DispatchFailure(d) if d.is_timeout() => S3Error::Timeout(text),
+        SdkError::DispatchFailure(_) => S3Error::Network(text),
+        SdkError::ResponseError(_) => S3Error::Server(text),
+        _ => S3Error::Network(text),
     }
 }
 
@@ -66,13 +95,19 @@ pub struct S3Client {
 impl S3Client {
     /// Builds a client from the `[s3]` section: static keys when given, else the AWS credential chain.
     pub async fn new(cfg: &S3Config) -> S3Client {
+        // Connect, first byte of the answer, and the whole request, each bounded; one attempt
+        // per call, so a timeout is reported (and retried by the caller's backoff) at once
+        // instead of after the SDK's own silent retries.
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
+            .connect_timeout(cfg.connect_timeout.min(cfg.timeout))
+            .read_timeout(cfg.read_timeout.min(cfg.timeout))
             .operation_attempt_timeout(cfg.timeout)
+            .operation_timeout(cfg.timeout)
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
-            .timeout_config(timeouts);
+            .timeout_config(timeouts)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1));
         if let (Some(ak), Some(sk)) = (&cfg.access_key_id, &cfg.secret_access_key) {
             loader = loader.credentials_provider(Credentials::new(
                 ak.expose(),
@@ -107,8 +142,13 @@ impl S3Client {
                 return Err(classify(e));
             }
         };
-        let body = out.body.collect().await.map_err(|e| S3Error::Transient(format!("reading body: {e}")))?;
+        let body = out.body.collect().await.map_err(|e| S3Error::Network(format!("reading body: {e}")))?;
         Ok(body.into_bytes().to_vec())
+    }
+
+    /// Whether the bucket exists and these credentials may use it (`check-config --online`).
+    pub async fn head_bucket(&self, bucket: &str) -> Result<(), S3Error> {
+        self.client.head_bucket().bucket(bucket).send().await.map(|_| ()).map_err(classify)
     }
 
     /// Whether an object exists (HEAD), for idempotent retries.

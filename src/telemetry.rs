@@ -22,14 +22,67 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Installs the global tracing subscriber: human or JSON lines on stdout (promtail reads stdout).
-pub fn init_logging(format: LogFormat, level: &str) {
+/// Colour only when stdout is a terminal and `NO_COLOR` is unset. `secrets` (S3 keys, the SMTP
+/// password) are replaced by `[redacted]` in every line, whatever logged them: the AWS SDK and
+/// HTTP stack log request headers at debug and trace.
+pub fn init_logging(format: LogFormat, level: &str, secrets: Vec<String>) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let writer = Redacting { secrets: Arc::new(secrets.into_iter().filter(|s| !s.is_empty()).collect()) };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer);
     // try_init: tests and the demo may initialise more than once.
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
     };
+}
+
+/// Stdout, with secrets replaced. tracing-subscriber writes each event with one `write_all`,
+/// so a secret is never split across two writes.
+#[derive(Clone)]
+struct Redacting {
+    secrets: Arc<Vec<String>>,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Redacting {
+    type Writer = Redacting;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl std::io::Write for Redacting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = std::io::stdout().lock();
+        match std::str::from_utf8(buf) {
+            Ok(text) if self.secrets.iter().any(|s| text.contains(s.as_str())) => {
+                out.write_all(redact(text, &self.secrets).as_bytes())?;
+            }
+            _ => out.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().lock().flush()
+    }
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "[redacted]"))
+}
+
+/// An error and its causes on one line, each cause once: `{:#}` repeats a cause whose text its
+/// parent already includes ("... (os error 2): ... (os error 2)").
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let t = cause.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+    }
+    parts.join(": ")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,6 +132,8 @@ pub struct DetectorMetrics {
     /// Events closed without a clip, by why.
     pub events_without_clip: Family<ReasonLabel, Counter>,
     pub uploads: Family<ResultLabel, Counter>,
+    /// Failed archive uploads by class: auth, network, timeout, server, rejected, io.
+    pub archive_errors: Family<ClassLabel, Counter>,
     pub upload_queue_depth: Gauge,
     pub upload_seconds: Histogram,
     pub model_fetches: Family<ResultLabel, Counter>,
@@ -112,6 +167,7 @@ impl DetectorMetrics {
             clips_dropped: Counter::default(),
             events_without_clip: Family::default(),
             uploads: Family::default(),
+            archive_errors: Family::default(),
             upload_queue_depth: Gauge::default(),
             upload_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             model_fetches: Family::default(),
@@ -164,6 +220,7 @@ impl DetectorMetrics {
         );
         r.register("events_without_clip", "Events closed without a clip, by reason", m.events_without_clip.clone());
         r.register("uploads", "Clip uploads to the archive by result", m.uploads.clone());
+        r.register("archive_errors", "Failed archive uploads by class", m.archive_errors.clone());
         r.register("upload_queue_depth", "Clips waiting for the archive", m.upload_queue_depth.clone());
         r.register("upload_duration_seconds", "Time per successful upload", m.upload_seconds.clone());
         r.register("model_fetches", "Model fetch attempts by result", m.model_fetches.clone());
@@ -440,6 +497,21 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted_and_causes_said_once() {
+        let secrets = vec!["AKIDEXAMPLE".to_string(), "s3cr3t".to_string()];
+        assert_eq!(
+            redact("Credential=AKIDEXAMPLE/20260101, key s3cr3t and s3cr3t", &secrets),
+            "Credential=[redacted]/20260101, key [redacted] and [redacted]"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading model: {0}")]
+        struct Wrap(#[source] std::io::Error);
+        let e = anyhow::Error::new(Wrap(io)).context("loading the model from /m");
+        assert_eq!(error_chain(&e), "loading the model from /m: reading model: No such file or directory (os error 2)");
+    }
 
     #[test]
     fn openmetrics_counters_become_text_format_counters() {

@@ -113,9 +113,13 @@ in
         if pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform
         then cfg.package
         else pkgs.buildPackages.edgewatch;
-      # attic's checkedConfigFile, nixos/atticd.nix.
+      # attic's checkedConfigFile, nixos/atticd.nix: the file, and what of the world a build
+      # sandbox has. No camera, spool, archive directory or secrets there; the model only when
+      # it is a store path (then it is in the sandbox, by the string's context).
+      modelInStore = lib.hasPrefix builtins.storeDir (cfg.settings.model.source or "");
+      skip = [ "source" "spool" "archive" "smtp" ] ++ lib.optional (!modelInStore) "model";
       checkedConfigFile = pkgs.runCommand "edgewatch-${role}-checked.toml" { } ''
-        ${lib.getExe checker} check-config ${cfg.configFile}
+        ${lib.getExe checker} check-config --role ${role} --skip ${lib.concatStringsSep "," skip} ${cfg.configFile}
         ln -s ${cfg.configFile} $out
       '';
       configPath = if cfg.checkConfig then checkedConfigFile else cfg.configFile;

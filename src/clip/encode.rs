@@ -119,6 +119,14 @@ pub fn encode_mp4<W: Write + Seek>(
         // Our I420 is BT.601 limited range (what JPEG YCbCr maps to); say so in the SPS.
         .vui(VuiConfig::bt601());
     let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
+    // OpenH264 prints its own warnings to stderr while it initialises, before the crate sets
+    // the configured (quiet) trace level: set it first. Trace options are the ones OpenH264
+    // accepts before initialisation.
+    let mut quiet = openh264_sys2::WELS_LOG_QUIET as std::ffi::c_int;
+    // SAFETY: the encoder is alive; the option takes a pointer to a c_int, read during the call.
+    unsafe {
+        encoder.raw_api().set_option(openh264_sys2::ENCODER_OPTION_TRACE_LEVEL, std::ptr::addr_of_mut!(quiet).cast());
+    }
 
     let mut jpeg = JpegScratch::default();
     let mut yuv = Yuv420::default();

@@ -350,7 +350,11 @@ fn capture_loop(
             let frame = match src.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => break 'sources,
-                Err(e) if is_file => return Err(anyhow::Error::new(e).context("reading the video file")),
+                Err(e) if is_file => {
+                    let path = cfg.source.path.as_deref().unwrap_or(std::path::Path::new("?")).display().to_string();
+                    tracing::warn!(file = %path, error = %e, frames = captured, "the video file cannot be read to its end; closing the events so far, then exiting with an error");
+                    return Err(anyhow::Error::new(e).context(format!("reading the video file {path}")));
+                }
                 Err(e) => {
                     m.camera_up.set(0);
                     tracing::error!(error = %e, "camera read failed; reconnecting");

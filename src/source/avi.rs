@@ -17,6 +17,10 @@ pub enum AviError {
     NoMovi,
     #[error("AVI header is malformed: {0}")]
     Malformed(&'static str),
+    /// The data ends before the 'movi' list does (a recording cut short), or a chunk claims
+    /// more than is left of it (corrupt).
+    #[error("the file is truncated or corrupt at byte {offset} ('movi' runs to byte {end}), after {frames} frames")]
+    Truncated { offset: u64, end: u64, frames: u64 },
     #[error("reading AVI: {0}")]
     Io(#[from] io::Error),
 }
@@ -42,6 +46,8 @@ pub struct AviReader<R> {
     pos: u64,
     /// The chunk id of the video stream ("00dc" for stream 0).
     video_ids: [[u8; 4]; 2],
+    /// Frames read since the start (or the last rewind).
+    frames: u64,
 }
 
 fn fourcc(b: &[u8]) -> String {
@@ -158,6 +164,7 @@ impl<R: Read + Seek> AviReader<R> {
             movi_end,
             pos: movi_start,
             video_ids: [id(b"dc"), id(b"db")],
+            frames: 0,
         })
     }
 
@@ -168,6 +175,11 @@ impl<R: Read + Seek> AviReader<R> {
     /// Back to the first frame.
     pub fn rewind(&mut self) {
         self.pos = self.movi_start;
+        self.frames = 0;
+    }
+
+    fn truncated(&self, offset: u64) -> AviError {
+        AviError::Truncated { offset, end: self.movi_end, frames: self.frames }
     }
 
     /// The next video frame's bytes, or `None` at the end. Other chunks (audio, index) are skipped.
@@ -180,8 +192,8 @@ impl<R: Read + Seek> AviReader<R> {
             let mut ch = [0u8; 8];
             match self.inner.read_exact(&mut ch) {
                 Ok(()) => {}
-                // A truncated file (recording cut short) ends the stream instead of failing it.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                // A recording cut short: said, with where and how much was read, not taken for its end.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(self.truncated(self.pos)),
                 Err(e) => return Err(e.into()),
             }
             let size = u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]) as u64;
@@ -192,6 +204,10 @@ impl<R: Read + Seek> AviReader<R> {
                 self.pos = body + 4;
                 continue;
             }
+            if body + size > self.movi_end {
+                return Err(self.truncated(self.pos));
+            }
+            let at = self.pos;
             self.pos = body + size + (size & 1);
             if self.video_ids.contains(&id) {
                 if size > 64 * 1024 * 1024 {
@@ -199,8 +215,11 @@ impl<R: Read + Seek> AviReader<R> {
                 }
                 let mut buf = vec![0u8; size as usize];
                 match self.inner.read_exact(&mut buf) {
-                    Ok(()) => return Ok(Some(buf)),
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                    Ok(()) => {
+                        self.frames += 1;
+                        return Ok(Some(buf));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(self.truncated(at)),
                     Err(e) => return Err(e.into()),
                 }
             }

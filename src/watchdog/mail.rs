@@ -20,13 +20,21 @@ use chrono::{DateTime, Utc};
 /// How a send failed, which decides what happens next.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// 5xx: the server refuses this message or recipient; retrying is bounded.
-    #[error("permanent SMTP rejection: {0}")]
-    Permanent(String),
-    /// 4xx: try again later.
+    /// The relay refused our credentials (530, 534, 535) or offers no AUTH mechanism we can
+    /// use: a configuration error. The alert stays queued until the configuration is fixed.
+    #[error("SMTP authentication failed at {host}: {detail}")]
+    Auth { host: String, detail: String },
+    /// TLS could not be set up: handshake, an untrusted or expired certificate, a certificate
+    /// for another name, no STARTTLS. A configuration error too.
+    #[error("TLS with {host} failed: {detail}")]
+    Tls { host: String, detail: String },
+    /// 4xx: the relay asks to try again later.
     #[error("temporary SMTP failure: {0}")]
-    Transient(String),
-    /// Connection, TLS, timeout: the server may be down; retry indefinitely.
+    Temporary(Reply),
+    /// 5xx for this recipient or message: retried `watch.permanent-attempts` times.
+    #[error("permanent SMTP rejection: {0}")]
+    Permanent(Reply),
+    /// Connection refused or dropped, timeouts: the relay may be down; retry indefinitely.
     #[error("SMTP server unreachable: {0}")]
     Network(String),
     /// The message could not be built (bad address): retrying cannot help.
@@ -34,15 +42,122 @@ pub enum SendError {
     Build(String),
 }
 
+/// An SMTP reply: its code and text, as the server sent them.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: Option<u16>,
+    pub text: String,
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.code {
+            Some(c) => write!(f, "{c} {}", self.text),
+            None => f.write_str(&self.text),
+        }
+    }
+}
+
 impl SendError {
     /// Label for `edgewatch_smtp_errors_total{class}`.
     pub fn class(&self) -> &'static str {
         match self {
+            SendError::Auth { .. } => "auth",
+            SendError::Tls { .. } => "tls",
+            SendError::Temporary(_) => "temporary",
             SendError::Permanent(_) => "permanent",
-            SendError::Transient(_) => "transient",
             SendError::Network(_) => "network",
             SendError::Build(_) => "build",
         }
+    }
+
+    /// A configuration error (credentials, TLS): no recipient's verdict, and no retry fixes it
+    /// until an operator does.
+    pub fn is_config(&self) -> bool {
+        matches!(self, SendError::Auth { .. } | SendError::Tls { .. })
+    }
+}
+
+/// The SMTP step an error came from: the same reply code means different things at each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Connect,
+    StartTls,
+    Auth,
+    Mail,
+    Rcpt,
+    Data,
+}
+
+impl Step {
+    fn what(self) -> &'static str {
+        match self {
+            Step::Connect => "the greeting",
+            Step::StartTls => "STARTTLS",
+            Step::Auth => "AUTH",
+            Step::Mail => "MAIL FROM",
+            Step::Rcpt => "RCPT TO",
+            Step::Data => "DATA",
+        }
+    }
+}
+
+/// The text of an error and every source below it, each once.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let t = err.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// What a TLS failure means for an operator, from rustls' wording in the error chain.
+fn tls_detail(host: &str, text: &str) -> String {
+    if text.contains("NotValidForName") || text.contains("not valid for name") {
+        format!("the server's certificate is not valid for the name {host} ({text})")
+    } else if text.contains("Expired") || text.contains("expired") {
+        format!("the server's certificate has expired ({text})")
+    } else if text.contains("UnknownIssuer")
+        || text.contains("BadSignature")
+        || text.contains("invalid peer certificate")
+    {
+        format!("the server's certificate is not trusted; set smtp.ca-file to the CA that signed it ({text})")
+    } else {
+        format!("the handshake failed ({text})")
+    }
+}
+
+fn classify(e: lettre::transport::smtp::Error, step: Step, host: &str) -> SendError {
+    let text = chain_text(&e);
+    let reply = || Reply {
+        code: e.status().map(|c| c.to_string().parse().unwrap_or_default()),
+        text: text.split_once("): ").map_or(text.as_str(), |(_, t)| t).to_string(),
+    };
+    let code = reply().code;
+    let tlsish = e.is_tls() || text.contains("certificate") || text.contains("tls") || text.contains("TLS");
+    match step {
+        _ if tlsish && !e.is_permanent() && !e.is_transient() => {
+            SendError::Tls { host: host.into(), detail: tls_detail(host, &text) }
+        }
+        Step::StartTls if !e.is_transient() => {
+            SendError::Tls { host: host.into(), detail: format!("STARTTLS was refused or is not offered ({text})") }
+        }
+        // 530 "authentication required" may come at any command after the greeting.
+        _ if matches!(code, Some(530 | 534 | 535 | 538)) || (step == Step::Auth && e.is_permanent()) => {
+            SendError::Auth { host: host.into(), detail: reply().to_string() }
+        }
+        Step::Auth if e.is_client() => SendError::Auth { host: host.into(), detail: text },
+        _ if e.is_transient() => SendError::Temporary(reply()),
+        Step::Connect | Step::StartTls | Step::Auth if e.is_permanent() => {
+            SendError::Network(format!("the relay refuses the session at {}: {}", step.what(), reply()))
+        }
+        _ if e.is_permanent() => SendError::Permanent(reply()),
+        _ => SendError::Network(text),
     }
 }
 
@@ -133,12 +248,13 @@ const DATA_CHUNK: usize = 64 * 1024;
 /// TCP connect, and a relay that accepts and then stops answering would hold the watchdog forever.
 async fn bounded<T>(
     limit: Duration,
-    what: &str,
-    step: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+    step: Step,
+    host: &str,
+    fut: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
 ) -> Result<T, SendError> {
-    match tokio::time::timeout(limit, step).await {
-        Ok(r) => r.map_err(classify),
-        Err(_) => Err(SendError::Network(format!("the relay did not answer {what} within {limit:?}"))),
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(|e| classify(e, step, host)),
+        Err(_) => Err(SendError::Network(format!("the relay did not answer {} within {limit:?}", step.what()))),
     }
 }
 
@@ -149,7 +265,7 @@ impl Relay {
             Tls::Wrapper(p) => Some(p.clone()),
             _ => None,
         };
-        let mut c = bounded(self.timeout, "the greeting", async {
+        let mut c = bounded(self.timeout, Step::Connect, &self.host, async {
             AsyncSmtpConnection::connect_tokio1(
                 (self.host.as_str(), self.port),
                 Some(self.timeout),
@@ -160,18 +276,21 @@ impl Relay {
             .await
         })
         .await?;
-        let setup = bounded(self.timeout, "STARTTLS and AUTH", async {
+        let setup = async {
             if let Tls::Required(p) = &self.tls {
-                c.starttls(p.clone(), &self.hello).await?;
+                bounded(self.timeout, Step::StartTls, &self.host, c.starttls(p.clone(), &self.hello)).await?;
             }
             if let Some(cr) = &self.credentials {
-                c.auth(DEFAULT_MECHANISMS, cr).await?;
+                bounded(self.timeout, Step::Auth, &self.host, c.auth(DEFAULT_MECHANISMS, cr)).await?;
             }
             Ok(())
-        })
+        }
         .await;
         match setup {
             Ok(()) => Ok(c),
+            // A failed TLS upgrade leaves lettre's connection without a stream: a QUIT on it
+            // would write to nothing (a debug assertion in lettre). Dropping it closes the socket.
+            Err(e @ SendError::Tls { .. }) => Err(e),
             Err(e) => {
                 self.discard(c).await;
                 Err(e)
@@ -230,26 +349,29 @@ impl Relay {
         let mut addresses = envelope.from().into_iter().chain(envelope.to());
         if addresses.any(|a| !AsRef::<str>::as_ref(a).is_ascii()) {
             if !c.server_info().supports_feature(Extension::SmtpUtfEight) {
-                return Err(SendError::Permanent(
-                    "the alert has non-ASCII addresses and the relay does not support SMTPUTF8".into(),
-                ));
+                return Err(SendError::Permanent(Reply {
+                    code: None,
+                    text: "the alert has non-ASCII addresses and the relay does not support SMTPUTF8".into(),
+                }));
             }
             params.push(MailParameter::SmtpUtfEight);
         }
         if !email.is_ascii() {
             if !c.server_info().supports_feature(Extension::EightBitMime) {
-                return Err(SendError::Permanent(
-                    "the alert is not 7-bit and the relay does not support 8BITMIME".into(),
-                ));
+                return Err(SendError::Permanent(Reply {
+                    code: None,
+                    text: "the alert is not 7-bit and the relay does not support 8BITMIME".into(),
+                }));
             }
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         let t = self.timeout;
-        bounded(t, "MAIL FROM", async { c.command(Mail::new(envelope.from().cloned(), params)).await }).await?;
+        let h = &self.host;
+        bounded(t, Step::Mail, h, c.command(Mail::new(envelope.from().cloned(), params))).await?;
         for to in envelope.to() {
-            bounded(t, "RCPT TO", async { c.command(Rcpt::new(to.clone(), vec![])).await }).await?;
+            bounded(t, Step::Rcpt, h, c.command(Rcpt::new(to.clone(), vec![]))).await?;
         }
-        bounded(t, "DATA", async { c.command(Data).await }).await?;
+        bounded(t, Step::Data, h, c.command(Data)).await?;
         // The message may take as long as it takes on a slow uplink; what is bounded is silence:
         // no chunk taken, or no reply after the last one, for `smtp.timeout`. lettre asks for the
         // next chunk only once the previous one is written, and the empty one at the end marks
@@ -262,7 +384,7 @@ impl Relay {
         tokio::pin!(send);
         loop {
             tokio::select! {
-                r = &mut send => return r.map_err(classify),
+                r = &mut send => return r.map_err(|e| classify(e, Step::Data, &self.host)),
                 _ = tokio::time::sleep(t / 4) => {
                     let last = Duration::from_millis(progress.load(std::sync::atomic::Ordering::Relaxed));
                     if start.elapsed().saturating_sub(last) > t {
@@ -287,17 +409,6 @@ pub fn base64_body(bytes: &[u8]) -> Body {
         out.extend_from_slice(line);
     }
     Body::dangerous_pre_encoded(out, ContentTransferEncoding::Base64)
-}
-
-fn classify(e: lettre::transport::smtp::Error) -> SendError {
-    let text = e.to_string();
-    if e.is_permanent() {
-        SendError::Permanent(text)
-    } else if e.is_transient() {
-        SendError::Transient(text)
-    } else {
-        SendError::Network(text)
-    }
 }
 
 /// `X-Edgewatch-Event: <event id>` and `X-Edgewatch-Alert: snapshot|clip|no-clip`, so mail

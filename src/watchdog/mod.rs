@@ -44,6 +44,8 @@ use state::{Delivery, Limiter, Part, RecipientStatus, Suppressed, FAILED_DIR};
 const OUTBOX_DEFAULT_TO: &str = "operator@localhost";
 /// Safety rescan even when inotify works (a missed event must not strand a clip).
 const RESCAN: Duration = Duration::from_secs(60);
+/// First retry after the relay refused the configuration (capped by `watch.retry-max`).
+const CONFIG_RETRY: Duration = Duration::from_secs(30);
 
 /// What a watchdog run did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -88,6 +90,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     std::fs::create_dir_all(spool_dir.join(FAILED_DIR))
         .with_context(|| format!("creating {}", spool_dir.join(FAILED_DIR).display()))?;
     let limiter = Limiter::load(&spool_dir).context("reading the watchdog's rate-limit state")?;
+    let lock = state::SpoolLock::open(&spool_dir).context("opening the watchdog's lock file")?;
     let wd = Watchdog {
         to: if cfg.smtp.to.is_empty() && cfg.smtp.host.is_empty() {
             vec![OUTBOX_DEFAULT_TO.to_string()]
@@ -109,8 +112,11 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         summary: Summary::default(),
         logged: HashSet::new(),
         over_limit_logged: None,
+        config_problem: None,
+        health,
+        lock,
     };
-    let handle = tokio::spawn(wd.run(shutdown, health));
+    let handle = tokio::spawn(wd.run(shutdown));
     Ok(Running { http_addr, handle })
 }
 
@@ -139,6 +145,12 @@ struct Watchdog {
     /// Ids already logged as waiting (for the archive), to log once.
     logged: HashSet<String>,
     over_limit_logged: Option<Instant>,
+    /// The relay refuses our configuration (credentials, TLS): logged and shown in /readyz once
+    /// per change, cleared when an email is accepted again.
+    config_problem: Option<String>,
+    health: Arc<Health>,
+    /// Held during each pass, so `watch --retry-failed` never moves files under a pass.
+    lock: state::SpoolLock,
 }
 
 fn remove_if_exists(p: &Path) -> std::io::Result<()> {
@@ -161,6 +173,36 @@ struct Backoff {
     delay: Duration,
     /// Waiting on the SMTP relay (network or 4xx), rather than on a local problem or a 5xx.
     relay: bool,
+}
+
+/// `edgewatch watch --retry-failed [ID]`: puts events from `failed/` back into the spool with
+/// the recipients that were given up reset, for the running watchdog (or the next one) to send.
+/// Holds the spool lock, so a running watchdog never sees the files half moved.
+pub fn retry_failed(cfg: &Config, only: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let spool_dir = &cfg.clip.spool_dir;
+    let failed = spool_dir.join(FAILED_DIR);
+    let lock = state::SpoolLock::open(spool_dir).context("opening the watchdog's lock file")?;
+    let _held = lock.lock().context("taking the spool lock")?;
+    let mut ids = spool::events(&failed).with_context(|| format!("reading {}", failed.display()))?;
+    if let Some(want) = only {
+        ids.retain(|id| id == want);
+        anyhow::ensure!(!ids.is_empty(), "no event {want} in {}", failed.display());
+    }
+    for id in &ids {
+        if let Some(mut d) = Delivery::load(&failed, id)? {
+            d.reset_failed();
+            d.save(&failed, id)?;
+        }
+        for f in clip_files(&failed, id) {
+            let to = spool_dir.join(f.file_name().expect("clip files have names"));
+            rename_if_exists(&f, &to).with_context(|| format!("moving {} back", f.display()))?;
+        }
+        remove_if_exists(&failed.join(format!("{id}.reason")))?;
+        spool::sync_dir(spool_dir)?;
+        spool::sync_dir(&failed)?;
+        tracing::info!(event_id = %id, "put back from failed/ for another try");
+    }
+    Ok(ids)
 }
 
 /// The files of one event in deletion/move order: the data, the record, the sidecar, and the
@@ -189,11 +231,11 @@ fn record_of(s: &Sidecar) -> EventRecord {
 }
 
 impl Watchdog {
-    async fn run(mut self, shutdown: CancellationToken, health: Arc<Health>) -> anyhow::Result<Summary> {
+    async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<Summary> {
         let (kick_tx, mut kick_rx) = mpsc::channel::<()>(1);
         let watcher = self.start_watcher(kick_tx)?;
         let idle = if watcher.is_some() { RESCAN } else { self.cfg.watch.poll_interval };
-        health.set_initialised();
+        self.health.set_initialised();
         loop {
             let next_retry = self.pass().await;
             let wait = next_retry.map_or(idle, |d| d.min(idle));
@@ -258,6 +300,13 @@ impl Watchdog {
 
     /// One reconcile pass over the spool. Returns the time until the next retry is due.
     async fn pass(&mut self) -> Option<Duration> {
+        let _locked = match self.lock.lock() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the spool lock; passing without it");
+                None
+            }
+        };
         let ids = match spool::events(&self.spool) {
             Ok(ids) => ids,
             Err(e) => {
@@ -293,8 +342,14 @@ impl Watchdog {
     }
 
     fn backoff(&mut self, id: &str, relay: bool) -> Duration {
+        self.backoff_from(id, relay, self.cfg.watch.retry_min)
+    }
+
+    /// Backoff starting at `first` (capped by `watch.retry-max`), doubling per retry.
+    fn backoff_from(&mut self, id: &str, relay: bool, first: Duration) -> Duration {
         let w = &self.cfg.watch;
-        let delay = self.retry.get(id).map_or(w.retry_min, |b| (b.delay * 2).min(w.retry_max));
+        let first = first.max(w.retry_min).min(w.retry_max);
+        let delay = self.retry.get(id).map_or(first, |b| (b.delay * 2).max(first).min(w.retry_max));
         // Jitter keeps a fleet from hammering a relay that comes back.
         let wait = Duration::from_secs_f64(rand::rng().random_range(0.5..=1.0) * delay.as_secs_f64());
         self.retry.insert(id.to_string(), Backoff { due: Instant::now() + wait, delay, relay });
@@ -347,7 +402,7 @@ impl Watchdog {
             return Ok(());
         }
         if del.any_failed() {
-            return self.move_to_failed(id, "a recipient rejected the alert permanently");
+            return self.move_to_failed(id, &del.failure_report());
         }
         self.delivered.insert(id.to_string());
         self.settle(id)
@@ -416,7 +471,12 @@ impl Watchdog {
         }
         if self.relay_suspect {
             match self.mailer.reachable().await {
-                Err(e @ (SendError::Network(_) | SendError::Transient(_))) => {
+                Err(e) if e.is_config() => {
+                    self.metrics.smtp_errors.get_or_create(&ClassLabel { class: e.class() }).inc();
+                    self.config_error(id, &e);
+                    return false;
+                }
+                Err(e @ (SendError::Network(_) | SendError::Temporary(_))) => {
                     self.metrics.smtp_errors.get_or_create(&ClassLabel { class: e.class() }).inc();
                     self.relay_down |= matches!(e, SendError::Network(_));
                     let wait = self.backoff(id, true);
@@ -538,6 +598,7 @@ impl Watchdog {
                 let r = del.part_mut(part).and_then(|r| r.get_mut(to)).expect("a pending recipient");
                 r.status = RecipientStatus::Failed;
                 r.last_error = Some(e.to_string());
+                r.failed_at = Some(Utc::now());
                 del.save(&self.spool, id)?;
                 self.metrics.alerts_failed.inc();
                 self.summary.failed += 1;
@@ -557,6 +618,10 @@ impl Watchdog {
                 self.metrics.alerts_sent.inc();
                 self.summary.sent += 1;
                 on_accept(&self.metrics);
+                if let Some(was) = self.config_problem.take() {
+                    self.health.set_condition("smtp", None);
+                    tracing::info!(was = %was, "the SMTP relay accepts the configuration again; sending what was queued");
+                }
                 self.retry.remove(id);
                 self.relay_suspect = false;
                 // The relay is back: whatever waited on it goes now, not after its backoff
@@ -573,6 +638,11 @@ impl Watchdog {
             }
             Err(e) => {
                 self.metrics.smtp_errors.get_or_create(&ClassLabel { class: e.class() }).inc();
+                if e.is_config() {
+                    // Not the recipient's verdict: nothing is counted against the alert.
+                    self.config_error(id, &e);
+                    return Ok(false);
+                }
                 if let SendError::Permanent(_) | SendError::Build(_) = e {
                     let limit = self.cfg.watch.permanent_attempts;
                     let r = del.part_mut(part).and_then(|r| r.get_mut(to)).expect("a pending recipient");
@@ -581,6 +651,7 @@ impl Watchdog {
                     let gave_up = r.permanent_failures >= limit;
                     if gave_up {
                         r.status = RecipientStatus::Failed;
+                        r.failed_at = Some(Utc::now());
                         self.metrics.alerts_failed.inc();
                         self.summary.failed += 1;
                         tracing::error!(event_id = %id, recipient = %to, error = %e, tries = limit, "recipient rejected the alert permanently; giving up on it");
@@ -592,12 +663,28 @@ impl Watchdog {
                 }
                 self.relay_down |= matches!(e, SendError::Network(_));
                 self.relay_suspect |= matches!(e, SendError::Network(_));
-                let wait = self.backoff(id, matches!(e, SendError::Network(_) | SendError::Transient(_)));
+                let wait = self.backoff(id, matches!(e, SendError::Network(_) | SendError::Temporary(_)));
                 tracing::warn!(event_id = %id, recipient = %to, error = %e, retry_in = ?wait, "alert not delivered; will retry");
                 // The relay is likely down for every recipient: try them all later.
                 Ok(false)
             }
         }
+    }
+
+    /// The relay refuses our configuration: the event waits (slowly: no retry fixes this until
+    /// an operator does), the rest of the pass with it, and the state is logged and shown in
+    /// `/readyz` once per change, not once per retry.
+    fn config_error(&mut self, id: &str, e: &SendError) {
+        let state = e.to_string();
+        if self.config_problem.as_deref() != Some(state.as_str()) {
+            tracing::error!(class = e.class(), error = %state,
+                "the SMTP relay refuses edgewatch's configuration; alerts stay queued until it is fixed (then restart the watchdog)");
+            self.health.set_condition("smtp", Some(format!("SMTP {} error: {state}", e.class())));
+            self.config_problem = Some(state);
+        }
+        self.relay_down = true;
+        let wait = self.backoff_from(id, true, CONFIG_RETRY);
+        tracing::debug!(event_id = %id, retry_in = ?wait, "alert waits for the SMTP configuration to be fixed");
     }
 
     /// A presigned URL for `s3://bucket/key`, or the location as it is.
@@ -623,7 +710,11 @@ impl Watchdog {
         self.metrics.clips_deleted.inc();
         self.summary.deleted += 1;
         self.logged.retain(|k| !k.starts_with(id));
-        tracing::info!(event_id = %id, "clip delivered and archived; deleted from the spool");
+        if self.require_archive {
+            tracing::info!(event_id = %id, "event delivered and archived; deleted from the spool");
+        } else {
+            tracing::info!(event_id = %id, "event delivered; deleted from the spool");
+        }
         Ok(())
     }
 

@@ -32,6 +32,9 @@ pub struct Recipient {
     pub permanent_failures: u32,
     pub last_error: Option<String>,
     pub accepted_at: Option<DateTime<Utc>>,
+    /// When the recipient was given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<DateTime<Utc>>,
 }
 
 /// A suppressed event, reported in the next email for its camera.
@@ -86,6 +89,7 @@ fn pending_for(to: &[String]) -> BTreeMap<String, Recipient> {
                 permanent_failures: 0,
                 last_error: None,
                 accepted_at: None,
+                failed_at: None,
             };
             (r.clone(), pending)
         })
@@ -150,6 +154,38 @@ impl Delivery {
         }
     }
 
+    /// What `failed/<id>.reason` says: each recipient given up, for which email, with the
+    /// server's code and text and the time.
+    pub fn failure_report(&self) -> String {
+        let mut out = String::from("a recipient rejected the alert permanently\n");
+        for (part, name) in [(Part::First, "first alert"), (Part::Clip, "clip email")] {
+            for (to, r) in self.part(part).into_iter().flatten() {
+                if r.status == RecipientStatus::Failed {
+                    let at = r.failed_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+                    let why = r.last_error.as_deref().unwrap_or("");
+                    out.push_str(&format!("recipient: {to}\nemail: {name}\nreply: {why}\ntime: {at}\n"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Gives every recipient that was given up another set of tries; true when there was one.
+    pub fn reset_failed(&mut self) -> bool {
+        let mut any = false;
+        for part in [Part::First, Part::Clip] {
+            for r in self.part_mut(part).into_iter().flat_map(|m| m.values_mut()) {
+                if r.status == RecipientStatus::Failed {
+                    r.status = RecipientStatus::Pending;
+                    r.permanent_failures = 0;
+                    r.failed_at = None;
+                    any = true;
+                }
+            }
+        }
+        any
+    }
+
     /// Recipients still waiting for `part`.
     pub fn pending(&self, part: Part) -> Vec<String> {
         self.part(part)
@@ -172,6 +208,38 @@ impl Delivery {
     pub fn save(&self, spool: &Path, id: &str) -> io::Result<()> {
         let data = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         spool::write_atomic(&Self::path(spool, id), &data)
+    }
+}
+
+/// `.watchdog/lock`: held by the watchdog during each pass and by `watch --retry-failed` while it
+/// moves files back, so neither sees the other's half-done work.
+pub struct SpoolLock(std::fs::File);
+
+impl SpoolLock {
+    pub fn open(spool: &Path) -> io::Result<SpoolLock> {
+        std::fs::create_dir_all(spool.join(STATE_DIR))?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(spool.join(STATE_DIR).join("lock"))?;
+        Ok(SpoolLock(f))
+    }
+
+    /// Blocks until the lock is held; released when the guard is dropped. (The guard holds its
+    /// own handle of the same open file, which is what flock locks.)
+    pub fn lock(&self) -> io::Result<SpoolLockGuard> {
+        let f = self.0.try_clone()?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+        Ok(SpoolLockGuard(f))
+    }
+}
+
+pub struct SpoolLockGuard(std::fs::File);
+
+impl Drop for SpoolLockGuard {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&self.0, rustix::fs::FlockOperation::Unlock);
     }
 }
 

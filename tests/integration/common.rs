@@ -80,6 +80,8 @@ pub fn test_config(dir: &Path, video: &Path) -> Config {
     c.archive.retry_min = Duration::from_millis(200);
     c.archive.retry_max = Duration::from_secs(1);
     c.s3.timeout = Duration::from_secs(5);
+    c.s3.connect_timeout = Duration::from_secs(2);
+    c.s3.read_timeout = Duration::from_secs(5);
     c
 }
 
@@ -88,7 +90,7 @@ pub fn free_port() -> u16 {
 }
 
 pub fn init_logs() {
-    edgewatch::telemetry::init_logging(LogFormat::Human, "info,aws_config=warn,aws_smithy_runtime=warn");
+    edgewatch::telemetry::init_logging(LogFormat::Human, "info,aws_config=warn,aws_smithy_runtime=warn", Vec::new());
 }
 
 pub const ACCESS_KEY: &str = "edgewatch-test";

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use edgewatch::config::{Config, Sources};
 
-use crate::common::bin;
+use crate::common::*;
 
 /// (TOML, environment, expected fragments of the error)
 type Case = (&'static str, &'static [(&'static str, &'static str)], &'static [&'static str]);
@@ -95,7 +95,7 @@ fn check_config_lists_every_problem_and_exits_2() {
     // A good file passes and --print redacts secrets.
     std::fs::write(&f, "camera = \"door\"\n[s3]\naccess-key-id = \"AKIASECRET\"\nsecret-access-key = \"hunter2\"\n")
         .unwrap();
-    let out = Command::new(bin()).args(["check-config", "--print"]).arg(&f).output().unwrap();
+    let out = Command::new(bin()).args(["check-config", "--file-only", "--print"]).arg(&f).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(text.contains("camera = \"door\"") && text.contains("[redacted]"), "{text}");
@@ -112,4 +112,198 @@ fn version_is_printed() {
     let out = Command::new(bin()).arg("--version").output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("edgewatch {}", env!("CARGO_PKG_VERSION")));
+}
+
+/// (TOML, environment, expected exit status, expected fragments of the output)
+type WorldCase = (String, Vec<(&'static str, String)>, i32, Vec<String>);
+
+/// `check-config` checks the world the file names, offline: each problem with its class, key
+/// and origin, and the exit status of the first class (3 model, 4 source, 5 spool, 6 archive,
+/// 7 SMTP); `--role` checks only what the role uses; a good world passes.
+#[test]
+fn check_config_checks_the_world_with_an_exit_status_per_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "5", "--burst", "3", "--after", "7"]);
+    // A corrupt copy of the test model: one byte of the backbone changed.
+    let corrupt = d.join("corrupt-model");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    for e in std::fs::read_dir(test_model()).unwrap().flatten() {
+        std::fs::copy(e.path(), corrupt.join(e.file_name())).unwrap();
+    }
+    let mut bytes = std::fs::read(corrupt.join("backbone.onnx")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(corrupt.join("backbone.onnx"), bytes).unwrap();
+    let header_only = d.join("header.avi");
+    std::fs::write(&header_only, &std::fs::read(&video).unwrap()[..64]).unwrap();
+    let not_a_device = d.join("video0");
+    std::fs::write(&not_a_device, b"").unwrap();
+    let good = format!(
+        "[source]\nkind = \"file\"\npath = \"{}\"\n[model]\nsource = \"{}\"\n[clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MiB\"\n\
+         [archive]\ntarget = \"{}\"\n[smtp]\noutbox-dir = \"{}\"\n",
+        video.display(),
+        test_model().display(),
+        d.join("spool").display(),
+        d.join("archive").display(),
+        d.join("outbox").display()
+    );
+    let run = |toml: &str, args: &[&str], env: &[(&str, &str)]| {
+        let f = d.join("c.toml");
+        std::fs::write(&f, toml).unwrap();
+        let mut c = Command::new(bin());
+        c.arg("check-config").args(args).arg(&f).env_remove("EDGEWATCH_CONFIG");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(&good, &[], &[]);
+    assert_eq!(code, Some(0), "the good world passes: {err}");
+    let model = test_model().display().to_string();
+    let cases: Vec<WorldCase> = vec![
+        (
+            good.replace(&model, "/nonexistent/model"),
+            vec![],
+            3,
+            vec!["[model] `model.source` (from TOML file".into(), "is not a directory".into()],
+        ),
+        (
+            good.replace(&model, &corrupt.display().to_string()),
+            vec![],
+            3,
+            vec!["`model.source`".into(), "sha256".into()],
+        ),
+        (
+            good.replace(&video.display().to_string(), "/nonexistent/v.avi"),
+            vec![],
+            4,
+            vec!["[source] `source.path`".into(), "cannot open".into()],
+        ),
+        (
+            good.replace(&video.display().to_string(), &header_only.display().to_string()),
+            vec![],
+            4,
+            vec!["`source.path`".into()],
+        ),
+        (
+            good.clone(),
+            vec![("EDGEWATCH_SOURCE__PATH", "/nope.avi".into())],
+            4,
+            vec!["(from environment variable `EDGEWATCH_SOURCE__PATH`)".into()],
+        ),
+        (
+            good.replace("kind = \"file\"", "kind = \"v4l2\"") + "",
+            vec![("EDGEWATCH_SOURCE__DEVICE", d.join("missing0").display().to_string())],
+            4,
+            vec!["`source.device`".into(), "No such file".into()],
+        ),
+        (
+            good.replace("kind = \"file\"", "kind = \"v4l2\""),
+            vec![("EDGEWATCH_SOURCE__DEVICE", not_a_device.display().to_string())],
+            4,
+            vec!["is not a device".into()],
+        ),
+        (
+            good.replace(&d.join("spool").display().to_string(), &not_a_device.join("spool").display().to_string()),
+            vec![],
+            5,
+            vec!["[spool] `clip.spool-dir`".into()],
+        ),
+        (
+            good.replace("min-free-space = \"1 MiB\"", "min-free-space = \"100 PiB\""),
+            vec![],
+            5,
+            vec!["`clip.min-free-space`".into(), "below".into()],
+        ),
+        (
+            good.replace(&d.join("archive").display().to_string(), &not_a_device.join("a").display().to_string()),
+            vec![],
+            6,
+            vec!["[archive] `archive.target`".into()],
+        ),
+        (
+            good.clone() + "host = \"smtp.example.com\"\nusername = \"u\"\nto = [\"a@example.com\"]\n",
+            vec![],
+            7,
+            vec!["[smtp] `smtp.password`".into(), "EDGEWATCH_SMTP__PASSWORD_FILE".into()],
+        ),
+        (
+            good.clone() + "host = \"smtp.example.com\"\nca-file = \"/nonexistent/ca.pem\"\nto = [\"a@example.com\"]\n",
+            vec![],
+            7,
+            vec!["`smtp.ca-file`".into()],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (toml, env, want_code, needles) in &cases {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (code, err) = run(toml, &[], &env);
+        if code != Some(*want_code) || !needles.iter().all(|n| err.contains(n.as_str())) {
+            failures.push(format!("want exit {want_code} and {needles:?}, got {code:?}:\n{err}\nfor\n{toml}{env:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
+    // Several classes at once: all listed, the exit status is the first's.
+    let both = good
+        .replace(&model, "/nonexistent/model")
+        .replace("min-free-space = \"1 MiB\"", "min-free-space = \"100 PiB\"");
+    let (code, err) = run(&both, &[], &[]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("2 problem(s)") && err.contains("[spool]"), "{err}");
+    // The watchdog's file is not checked for a camera or a model; `--skip` leaves a class out.
+    let (code, err) = run(&both, &["--role", "watchdog"], &[]);
+    assert_eq!(code, Some(5), "{err}");
+    let (code, err) = run(&both, &["--skip", "model,spool"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// `--online` asks the servers: S3's HeadBucket for a bucket that is not there, and an SMTP
+/// session whose AUTH the server refuses, each its own class; with both right, it passes.
+#[test]
+fn check_config_online_asks_s3_and_smtp() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3"));
+    s3.mkbucket("clips");
+    let smtp = crate::watchdog::SmtpServer::start(
+        dir.path(),
+        &["--mode", "starttls", "--auth", &format!("{}:{}", crate::watchdog::USER, crate::watchdog::PASS)],
+    );
+    let pw = dir.path().join("pw");
+    let conf = |bucket: &str| {
+        format!(
+            "[clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MiB\"\n[archive]\ntarget = \"s3://{bucket}/x\"\n\
+             [s3]\nendpoint = \"{}\"\nforce-path-style = true\naccess-key-id = \"{ACCESS_KEY}\"\nsecret-access-key = \"{SECRET_KEY}\"\n\
+             [smtp]\nhost = \"localhost\"\nport = {}\ntls = \"starttls\"\nca-file = \"{}\"\nusername = \"{}\"\nto = [\"a@example.com\"]\n",
+            dir.path().join("spool").display(),
+            s3.endpoint(),
+            smtp.port,
+            crate::watchdog::test_ca().display(),
+            crate::watchdog::USER
+        )
+    };
+    let run = |toml: String, password: &str| {
+        std::fs::write(&pw, password).unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, toml).unwrap();
+        let out = Command::new(bin())
+            .args(["check-config", "--role", "watchdog", "--online"])
+            .arg(&f)
+            .env("EDGEWATCH_SMTP__PASSWORD_FILE", &pw)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(conf("nobucket"), crate::watchdog::PASS);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("bucket nobucket at http://127.0.0.1"), "{err}");
+    let (code, err) = run(conf("clips"), "wrong");
+    assert_eq!(code, Some(7), "{err}");
+    assert!(err.contains("`smtp.password`") && err.contains("535") && err.contains("(auth)"), "{err}");
+    assert!(!err.contains("wrong"), "the password is not echoed: {err}");
+    let (code, err) = run(conf("clips"), crate::watchdog::PASS);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("servers answered"), "{err}");
+    assert_eq!(smtp.messages().len(), 0, "nothing was sent");
 }

@@ -5,6 +5,7 @@ mod common;
 mod config_cases;
 mod detector;
 mod events;
+mod failures;
 mod model;
 mod s3;
 mod watchdog;

@@ -146,7 +146,8 @@ async fn model_fetch_verify_and_cache() {
     wrong.s3.secret_access_key = Some(Secret::new("not-the-secret"));
     let wrong_client = S3Client::new(&wrong.s3).await;
     let err = wrong_client.get("models", "edgewatch/demo/manifest.toml").await.unwrap_err();
-    assert!(matches!(err, edgewatch::s3::S3Error::Rejected(_)), "{err}");
+    assert!(matches!(err, edgewatch::s3::S3Error::Auth(_)), "{err}");
+    assert_eq!(err.class(), "auth");
     assert!(!err.to_string().contains("not-the-secret"));
 
     // S3 down: start from the verified cache.

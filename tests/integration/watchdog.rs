@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
-const USER: &str = "alerts";
-const PASS: &str = "smtp-test-password";
+pub(crate) const USER: &str = "alerts";
+pub(crate) const PASS: &str = "smtp-test-password";
 
 /// An aiosmtpd server on loopback; see tests/fixtures/smtp_server.py for the fault modes.
 pub struct SmtpServer {
@@ -29,36 +29,59 @@ fn python() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("/opt/edgewatch-test-venv/bin/python"))
 }
 
-/// A test CA and a server certificate for localhost it signed, made once with openssl.
-/// Returns (server cert, server key, CA cert). (rustls refuses a CA certificate as a server's.)
+/// A test CA and server certificates it signed, made once with openssl: for localhost (good),
+/// for another name, and for localhost but expired in 2020. Returns (server cert, server key,
+/// CA cert) of the good one. (rustls refuses a CA certificate as a server's.)
 fn cert() -> (PathBuf, PathBuf, PathBuf) {
     static CERT: OnceLock<(PathBuf, PathBuf, PathBuf)> = OnceLock::new();
     CERT.get_or_init(|| {
         let dir = repo().join("target/test-fixtures/tls");
         std::fs::create_dir_all(&dir).unwrap();
         let (c, k, ca) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
-        if !c.exists() {
+        if !dir.join("expired.pem").exists() {
             let script = format!(
-                "set -e; cd {d}; \
+                "set -e; cd {d}; rm -rf db; mkdir db; touch db/index.txt; echo 01 > db/serial; \
                  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=edgewatch-test-ca -keyout ca.key -out ca.pem; \
-                 openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout key.pem -out leaf.csr; \
-                 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > leaf.ext; \
-                 openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 -extfile leaf.ext -out cert.pem",
+                 printf '[ca]\\ndefault_ca = c\\n[c]\\ndir = .\\ndatabase = db/index.txt\\nserial = db/serial\\nnew_certs_dir = db\\ndefault_md = sha256\\npolicy = p\\n[p]\\ncommonName = supplied\\n' > ca.cnf; \
+                 leaf() {{ openssl req -newkey rsa:2048 -nodes -subj /CN=$2 -keyout $1.key -out $1.csr; \
+                   printf 'subjectAltName=%s\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' \"$3\" > $1.ext; }}; \
+                 leaf key localhost DNS:localhost,IP:127.0.0.1; mv key.key key.pem; \
+                 openssl x509 -req -in key.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 -extfile key.ext -out cert.pem; \
+                 leaf wrongname other.example DNS:other.example; \
+                 openssl x509 -req -in wrongname.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 -extfile wrongname.ext -out wrongname.pem; \
+                 leaf expired localhost DNS:localhost,IP:127.0.0.1; \
+                 openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in expired.csr -out expired.pem \
+                   -notext -startdate 20200101000000Z -enddate 20200102000000Z -extfile expired.ext",
                 d = dir.display()
             );
-            let ok = Command::new("bash").args(["-c", &script]).stderr(Stdio::null()).stdout(Stdio::null()).status().unwrap();
-            assert!(ok.success(), "openssl failed");
+            let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+            assert!(out.status.success(), "openssl failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         (c, k, ca)
     })
     .clone()
 }
 
+/// A server certificate other than the good one: `wrongname` (for other.example) or
+/// `expired` (for localhost, expired in 2020). Returns (cert, key).
+pub(crate) fn other_cert(name: &str) -> (PathBuf, PathBuf) {
+    let (c, _, _) = cert();
+    let dir = c.parent().unwrap();
+    (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")))
+}
+
+/// The test CA's certificate.
+pub(crate) fn test_ca() -> PathBuf {
+    cert().2
+}
+
 impl SmtpServer {
     pub fn new(dir: &Path, extra: &[&str]) -> SmtpServer {
         let (c, k, _) = cert();
-        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        args.extend(["--cert".into(), c.display().to_string(), "--key".into(), k.display().to_string()]);
+        // The good certificate first: a `--cert`/`--key` in `extra` overrides it.
+        let mut args: Vec<String> =
+            vec!["--cert".into(), c.display().to_string(), "--key".into(), k.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
         SmtpServer { child: None, port: free_port(), maildir: dir.join("maildir"), args }
     }
 
@@ -66,6 +89,13 @@ impl SmtpServer {
         let mut s = SmtpServer::new(dir, extra);
         s.up();
         s
+    }
+
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn up(&mut self) {
@@ -158,7 +188,7 @@ fn real_clip() -> (Vec<u8>, Vec<u8>, Sidecar) {
 }
 
 /// Writes a clip into `spool` by the detector's protocol (data first, sidecar renamed last).
-fn put_clip(spool_dir: &Path, id: &str, camera: &str, archived: bool) -> PathBuf {
+pub(crate) fn put_clip(spool_dir: &Path, id: &str, camera: &str, archived: bool) -> PathBuf {
     let (mp4, jpg, mut side) = real_clip();
     side.event_id = id.into();
     side.camera = camera.into();
@@ -405,9 +435,9 @@ async fn a_connection_dropped_mid_transfer_is_retried_and_delivered_once() {
     let addr = running.http_addr;
     let body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").1).await.unwrap();
     let errors = |class: &str| sample(&body, &format!("edgewatch_smtp_errors_total{{class=\"{class}\"}}"));
-    // The dropped connection is a network error and the 451 a transient one; neither gives up on
+    // The dropped connection is a network error and the 451 a temporary one; neither gives up on
     // the recipient, and the message arrives once.
-    assert!(errors("network") >= 1.0 && errors("transient") >= 1.0, "{body}");
+    assert!(errors("network") >= 1.0 && errors("temporary") >= 1.0, "{body}");
     assert_eq!(errors("permanent"), 0.0, "{body}");
     assert!(body.contains("edgewatch_alerts_failed_total 0"), "{body}");
     shutdown.cancel();
