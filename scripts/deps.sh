@@ -16,7 +16,8 @@ pkgs=(libclang1-14 libclang-dev pkg-config nasm)
 if [ "$what" = test ]; then
   # ffmpeg/ffprobe make and check fixture videos; promtool checks metrics; the aarch64
   # toolchain and qemu-user run the unit tests for the Pi target; nix-bin checks the Nix files.
-  pkgs+=(openssl ffmpeg prometheus gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static nix-bin python3-venv)
+  # bubblewrap runs the pod-shaped test's containers with a read-only root and their mounts.
+  pkgs+=(openssl ffmpeg prometheus gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static nix-bin python3-venv bubblewrap)
 fi
 for p in "${pkgs[@]}"; do have "$p" || need_apt+=("$p"); done
 if [ ${#need_apt[@]} -gt 0 ]; then

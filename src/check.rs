@@ -284,14 +284,10 @@ async fn smtp(cfg: &Config, r: &mut Report<'_>, online: bool) {
         }
         return;
     }
-    match (&m.username, &m.password) {
-        (Some(_), None) => r.add(
-            Class::Smtp,
-            "smtp.password",
-            "smtp.username is set but no password: set EDGEWATCH_SMTP__PASSWORD_FILE",
-        ),
-        (None, Some(_)) => r.add(Class::Smtp, "smtp.username", "smtp.password is set but no smtp.username"),
-        _ => {}
+    // A password without a username is a leftover the watchdog ignores (it warns); a
+    // username without a password cannot log in.
+    if m.username.is_some() && m.password.is_none() {
+        r.add(Class::Smtp, "smtp.password", "smtp.username is set but no password: set EDGEWATCH_SMTP__PASSWORD_FILE");
     }
     if let Some(ca) = &m.ca_file {
         match std::fs::read(ca) {

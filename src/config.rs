@@ -615,14 +615,17 @@ impl Config {
             }
         }
 
+        // A key whose own name ends in `-file` (`smtp.ca-file`) is set by its variable as is;
+        // any other `*_FILE` variable names a secret file holding the value of its key.
+        let names_a_key = |rest: &str| known.find_value(&env_key_to_path(rest)).is_ok();
+        let is_secret_file = |rest: &str| rest.ends_with(ENV_FILE_SUFFIX) && !names_a_key(rest);
         let env_pairs: Vec<(String, String)> = sources
             .env
             .iter()
             .filter_map(|(k, v)| {
                 let rest = k.strip_prefix(ENV_PREFIX)?;
                 // EDGEWATCH_CONFIG names the file (the CLI reads it); it is not a key.
-                (!rest.is_empty() && rest != "CONFIG" && !rest.ends_with(ENV_FILE_SUFFIX))
-                    .then(|| (rest.to_string(), v.clone()))
+                (!rest.is_empty() && rest != "CONFIG" && !is_secret_file(rest)).then(|| (rest.to_string(), v.clone()))
             })
             .collect();
         // figment's Env reads the process environment; tests pass an explicit list, so each
@@ -637,7 +640,10 @@ impl Config {
 
         for (k, file) in &sources.env {
             let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
-            let Some(rest) = rest.strip_suffix(ENV_FILE_SUFFIX) else { continue };
+            if !is_secret_file(rest) {
+                continue;
+            }
+            let rest = rest.strip_suffix(ENV_FILE_SUFFIX).expect("checked above");
             if rest.is_empty() {
                 continue;
             }
@@ -985,6 +991,23 @@ mod tests {
         assert_eq!(c.source.fps, 12);
         assert_eq!(c.s3.secret_access_key.as_ref().unwrap().expose(), "s3cr3t");
         assert_eq!(c.s3.access_key_id.as_ref().unwrap().expose(), "from-file");
+    }
+
+    #[test]
+    fn a_key_named_file_is_set_by_its_variable_and_others_name_secret_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "hunter2\n").unwrap();
+        let c = load(
+            "",
+            &[
+                ("EDGEWATCH_SMTP__CA_FILE", "/etc/ssl/site-ca.pem"),
+                ("EDGEWATCH_SMTP__PASSWORD_FILE", pw.to_str().unwrap()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.smtp.ca_file.as_deref(), Some(Path::new("/etc/ssl/site-ca.pem")), "the key smtp.ca-file, as is");
+        assert_eq!(c.smtp.password.as_ref().unwrap().expose(), "hunter2", "smtp.password, from the file");
     }
 
     #[test]

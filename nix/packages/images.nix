@@ -7,25 +7,19 @@
 # package set. pkgs/build-support/docker/default.nix.
 { dockerTools, tini, coreutils, edgewatch, edgewatch-model-demo }:
 let
-  # A fixed non-root UID/GID (the "nonroot" convention of distroless).
-  user = "65532:65532";
-
-  mkImage = { role, subcommand, port }: dockerTools.buildLayeredImage {
+  # The images' config is pure Nix (nix/lib/image-config.nix): the pod-shaped
+  # integration test runs the very entrypoint, user and environment.
+  configs = import ../lib/image-config.nix;
+  mkImage = role: dockerTools.buildLayeredImage {
     name = "edgewatch.local/${role}";
     tag = edgewatch.version;
     contents = [ edgewatch edgewatch-model-demo dockerTools.caCertificates ];
-    config = {
-      Entrypoint = [ "/bin/edgewatch" subcommand ];
-      User = user;
-      ExposedPorts."${toString port}/tcp" = { };
-      Env = [ "SSL_CERT_FILE=/etc/ssl/certs/ca-bundle.crt" ];
-      Labels."org.opencontainers.image.title" = "edgewatch-${role}";
-    };
+    config = configs.${role};
   };
 in
 {
-  detector = mkImage { role = "detector"; subcommand = "detect"; port = 9870; };
-  watchdog = mkImage { role = "watchdog"; subcommand = "watch"; port = 9871; };
+  detector = mkImage "detector";
+  watchdog = mkImage "watchdog";
 
   # k3s' default pause image (rancher/mirrored-pause) would be pulled from a
   # registry; this one is passed with --pause-image. As nixpkgs'

@@ -60,13 +60,8 @@ in
       manifests.edgewatch.source = cfg.manifests;
     };
 
-    edgewatch.k8sSecrets = {
-      edgewatch-s3.files = {
-        access-key-id = "${cfg.secretsDir}/s3-access-key-id";
-        secret-access-key = "${cfg.secretsDir}/s3-secret-access-key";
-      };
-      edgewatch-smtp.files.password = "${cfg.secretsDir}/smtp-password";
-    };
+    # Pure (nix/lib/k8s-secrets.nix): the pod-shaped integration test mounts these keys.
+    edgewatch.k8sSecrets = import ../../nix/lib/k8s-secrets.nix { inherit (cfg) secretsDir; };
 
     edgewatch.rollout = {
       enable = true;

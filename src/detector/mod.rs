@@ -90,6 +90,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Sum
 
 /// Binds the HTTP endpoint, then runs the pipeline in the background.
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let c = cfg.clone();
+    start_with_camera(cfg, shutdown, Box::new(move || open_v4l2(&c))).await
+}
+
+/// [`start`] with another camera (tests script one that fails and recovers).
+pub async fn start_with_camera(
+    cfg: Config,
+    shutdown: CancellationToken,
+    camera: OpenCamera,
+) -> anyhow::Result<Running> {
     let mut registry = Registry::with_prefix("edgewatch");
     telemetry::register_build_info(&mut registry);
     let metrics = DetectorMetrics::register(&mut registry);
@@ -98,7 +108,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         .await
         .with_context(|| format!("binding the metrics endpoint {}", cfg.http.listen))?;
     tracing::info!(addr = %http_addr, "serving /metrics, /healthz and /readyz");
-    let handle = tokio::spawn(pipeline(cfg, shutdown, metrics, health));
+    let handle = tokio::spawn(pipeline(cfg, shutdown, metrics, health, camera));
     Ok(Running { http_addr, handle })
 }
 
@@ -112,6 +122,7 @@ async fn pipeline(
     shutdown: CancellationToken,
     metrics: DetectorMetrics,
     health: Arc<Health>,
+    camera: OpenCamera,
 ) -> anyhow::Result<Summary> {
     let s3 = if needs_s3(&cfg) { Some(S3Client::new(&cfg.s3).await) } else { None };
 
@@ -204,7 +215,7 @@ async fn pipeline(
         reserve,
         journal,
     });
-    let threads = tokio::task::spawn_blocking(move || run_threads(ctx, engine, source, arch_tx));
+    let threads = tokio::task::spawn_blocking(move || run_threads(ctx, engine, source, camera, arch_tx));
     let (mut summary, threads_result) = match threads.await {
         Ok(Ok(s)) => (s, Ok(())),
         Ok(Err(e)) => (Summary::default(), Err(e)),
@@ -242,6 +253,7 @@ fn run_threads(
     ctx: Arc<Ctx>,
     engine: Engine,
     source: Option<Box<dyn FrameSource>>,
+    camera: OpenCamera,
     arch_tx: mpsc::UnboundedSender<String>,
 ) -> anyhow::Result<Summary> {
     // Sized for ~8 s of 15 fps: absorbs an encoder hiccup without dropping frames.
@@ -259,7 +271,7 @@ fn run_threads(
 
     let c = ctx.clone();
     let score_tx = rec_tx.clone();
-    let capture = spawn("capture").spawn(move || capture_loop(&c, source, rec_tx, inf_tx))?;
+    let capture = spawn("capture").spawn(move || capture_loop(&c, source, camera, rec_tx, inf_tx))?;
     let c = ctx.clone();
     let inference = spawn("inference").spawn(move || inference_loop(&c, engine, inf_rx, score_tx))?;
     let c = ctx.clone();
@@ -294,21 +306,85 @@ fn sleep_unless_shutdown(shutdown: &CancellationToken, d: Duration) -> bool {
     !shutdown.is_cancelled()
 }
 
+/// Opens the camera (a V4L2 device in the field; tests script their own).
+pub type OpenCamera = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>;
+
+/// Backoff after camera failures, open and read alike: from `reconnect-min`, doubling to
+/// `reconnect-max`, and back to `reconnect-min` only once frames have flowed for
+/// `reconnect-max` (a camera that opens and then fails its reads must not spin). Logged at
+/// error once per change of failure, not once per attempt.
+struct Reconnect {
+    min: Duration,
+    max: Duration,
+    delay: Duration,
+    flowing_since: Option<Instant>,
+    outage_since: Option<Instant>,
+    attempts: u64,
+    logged: Option<String>,
+}
+
+impl Reconnect {
+    fn new(min: Duration, max: Duration) -> Self {
+        Reconnect { min, max, delay: min, flowing_since: None, outage_since: None, attempts: 0, logged: None }
+    }
+
+    /// A failure: how long to wait before the next attempt.
+    fn failed(&mut self, m: &DetectorMetrics, device: &str, what: &'static str, e: &SourceError) -> Duration {
+        // Unsupported formats will not fix themselves, but the process must not exit into a
+        // crash loop either: keep retrying slowly and say why.
+        let wait = if e.is_transient() { self.delay } else { self.max };
+        self.delay = (self.delay * 2).min(self.max);
+        self.flowing_since = None;
+        self.outage_since.get_or_insert_with(Instant::now);
+        self.attempts += 1;
+        m.camera_up.set(0);
+        m.camera_reconnects.inc();
+        m.camera_outage_seconds.inc_by(wait.as_secs_f64());
+        let state = format!("{what}: {e}");
+        if self.logged.as_deref() != Some(state.as_str()) {
+            tracing::error!(device, error = %e, retry_in = ?wait, "camera {what}; retrying with backoff");
+            self.logged = Some(state);
+        } else {
+            tracing::debug!(device, error = %e, retry_in = ?wait, attempts = self.attempts, "camera {what} again");
+        }
+        wait
+    }
+
+    /// A frame arrived.
+    fn frame(&mut self, m: &DetectorMetrics) {
+        match self.flowing_since {
+            None => {
+                self.flowing_since = Some(Instant::now());
+                m.camera_up.set(1);
+                if let Some(t) = self.outage_since.take() {
+                    tracing::info!(outage = ?t.elapsed(), attempts = self.attempts, "camera delivering frames again");
+                    self.logged = None;
+                }
+            }
+            Some(t) if self.delay > self.min && t.elapsed() >= self.max => self.delay = self.min,
+            Some(_) => {}
+        }
+    }
+}
+
 /// Reads frames until the end of a file or shutdown; cameras reconnect with capped backoff.
 fn capture_loop(
     ctx: &Ctx,
     mut file: Option<Box<dyn FrameSource>>,
+    mut open_camera: OpenCamera,
     rec_tx: SyncSender<RecMsg>,
     inf_tx: SyncSender<InferMsg>,
 ) -> anyhow::Result<u64> {
     let m = &ctx.metrics;
     let cfg = &ctx.cfg;
+    let device = cfg.source.device.display().to_string();
     let is_file = file.is_some();
     let mut sampler = Sampler::new(ctx.bundle.manifest.temporal.sample_fps);
     let mut captured = 0u64;
-    let mut backoff = cfg.source.reconnect_min;
+    let mut reconnect = Reconnect::new(cfg.source.reconnect_min, cfg.source.reconnect_max);
+    let frame_interval = Duration::from_secs_f64(1.0 / cfg.source.fps.max(1) as f64);
     let mut pts_offset = Duration::ZERO;
-    let mut last_pts = Duration::ZERO;
+    let mut last_pts: Option<Duration> = None;
     'sources: loop {
         if ctx.shutdown.is_cancelled() {
             break;
@@ -316,24 +392,19 @@ fn capture_loop(
         let mut src = match file.take() {
             Some(s) => s,
             None if is_file => break,
-            None => match open_camera(cfg) {
+            None => match open_camera() {
                 Ok(s) => {
                     tracing::info!(source = %s.describe(), "camera ready");
-                    backoff = cfg.source.reconnect_min;
-                    // A reopened camera restarts its clock; keep media time monotonic.
-                    pts_offset = last_pts;
+                    // A reopened camera restarts its clock: media time goes on from the last
+                    // frame, one frame later, so it never stands still or goes back.
+                    if let Some(last) = last_pts {
+                        pts_offset = last + frame_interval;
+                    }
                     let _ = inf_tx.try_send(InferMsg::Reset);
                     s
                 }
                 Err(e) => {
-                    m.camera_up.set(0);
-                    m.camera_reconnects.inc();
-                    // Unsupported formats will not fix themselves, but the process must not exit
-                    // into a crash loop either: keep retrying slowly and say why.
-                    let wait = if e.is_transient() { backoff } else { cfg.source.reconnect_max };
-                    tracing::error!(device = %cfg.source.device.display(), error = %e, retry_in = ?wait, "camera unavailable");
-                    m.camera_outage_seconds.inc_by(wait.as_secs_f64());
-                    backoff = (backoff * 2).min(cfg.source.reconnect_max);
+                    let wait = reconnect.failed(m, &device, "unavailable", &e);
                     if !sleep_unless_shutdown(&ctx.shutdown, wait) {
                         break;
                     }
@@ -341,7 +412,6 @@ fn capture_loop(
                 }
             },
         };
-        m.camera_up.set(1);
         let realtime = src.realtime();
         loop {
             if ctx.shutdown.is_cancelled() {
@@ -356,15 +426,21 @@ fn capture_loop(
                     return Err(anyhow::Error::new(e).context(format!("reading the video file {path}")));
                 }
                 Err(e) => {
-                    m.camera_up.set(0);
-                    tracing::error!(error = %e, "camera read failed; reconnecting");
+                    // Read errors back off like open errors: a camera that opens and then fails
+                    // its reads (a hung USB device, a brown-out) must not spin.
+                    let wait = reconnect.failed(m, &device, "read failed", &e);
+                    drop(src);
+                    if !sleep_unless_shutdown(&ctx.shutdown, wait) {
+                        break 'sources;
+                    }
                     continue 'sources;
                 }
             };
             let frame = Frame { pts: frame.pts + pts_offset, ..frame };
-            last_pts = frame.pts;
+            last_pts = Some(frame.pts);
             captured += 1;
             m.frames_captured.inc();
+            reconnect.frame(m);
             ctx.health.progress();
 
             if sampler.take(frame.pts) {
@@ -397,7 +473,7 @@ fn capture_loop(
     Ok(captured)
 }
 
-fn open_camera(cfg: &Config) -> Result<Box<dyn FrameSource>, SourceError> {
+fn open_v4l2(cfg: &Config) -> Result<Box<dyn FrameSource>, SourceError> {
     #[cfg(target_os = "linux")]
     {
         let s = &cfg.source;

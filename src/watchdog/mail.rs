@@ -190,7 +190,12 @@ impl Mailer {
         let credentials = match (&cfg.username, &cfg.password) {
             (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.expose().to_string())),
             (Some(_), None) => anyhow::bail!("smtp.username is set but no password: set EDGEWATCH_SMTP__PASSWORD_FILE"),
-            (None, Some(_)) => anyhow::bail!("smtp.password is set but no smtp.username"),
+            // The pod mounts the SMTP Secret whether or not the relay wants AUTH: a password
+            // alone is a leftover, not a login.
+            (None, Some(_)) => {
+                tracing::warn!("smtp.password is set but smtp.username is not: sending without AUTH");
+                None
+            }
             (None, None) => None,
         };
         Ok(Mailer::Smtp(Box::new(Relay {

@@ -398,3 +398,164 @@ async fn a_missing_camera_is_retried_counted_and_never_fatal() {
     shutdown.cancel();
     running.wait().await.unwrap();
 }
+
+/// One step of a scripted camera.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// Opening fails (unplugged).
+    OpenFails,
+    /// Opens, delivers this many frames at 15 fps, then a read fails (a hung USB camera).
+    Frames(usize),
+    /// Opens, delivers this many frames, then blocks without a word for this long, then fails
+    /// (what V4L2's read timeout turns a stalled camera into).
+    Stall(usize, Duration),
+}
+
+/// A camera that follows a script, then delivers frames for good; each open is timestamped.
+struct Scripted {
+    jpeg: bytes::Bytes,
+    frames_left: usize,
+    stall: Option<Duration>,
+    seq: u64,
+    started: Instant,
+}
+
+impl edgewatch::source::FrameSource for Scripted {
+    fn next_frame(&mut self) -> Result<Option<edgewatch::source::Frame>, edgewatch::source::SourceError> {
+        if self.frames_left == 0 {
+            if let Some(d) = self.stall.take() {
+                std::thread::sleep(d);
+            }
+            return Err(edgewatch::source::SourceError::Io {
+                what: "scripted camera".into(),
+                source: std::io::Error::other("read failed"),
+            });
+        }
+        self.frames_left -= 1;
+        let pts = Duration::from_millis(self.seq * 1000 / 15);
+        // Paced like a camera, from a clock that restarts at each open.
+        let due = self.started + pts;
+        if let Some(w) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(w);
+        }
+        self.seq += 1;
+        Ok(Some(edgewatch::source::Frame { seq: self.seq, pts, wall: chrono::Utc::now(), jpeg: self.jpeg.clone() }))
+    }
+    fn fps(&self) -> f64 {
+        15.0
+    }
+    fn describe(&self) -> String {
+        "scripted camera".into()
+    }
+    fn realtime(&self) -> bool {
+        true
+    }
+}
+
+/// The camera path as a user sees it: a camera that fails to open, opens and then fails its
+/// reads, stalls without a word, and comes back. Reconnect delays grow, are capped, and reset
+/// only after frames have flowed for `reconnect-max`; every failure is counted; `camera_up`
+/// and `/readyz` follow the camera; media time never goes back across the gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_camera_backs_off_is_counted_and_comes_back() {
+    init_logs();
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "5", "--burst", "3", "--after", "7"]);
+    let jpeg = bytes::Bytes::from(
+        AviReader::new(BufReader::new(File::open(&video).unwrap())).unwrap().next_frame().unwrap().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), Path::new("/unused.avi"));
+    cfg.source.kind = edgewatch::config::SourceKind::V4l2;
+    cfg.source.reconnect_min = Duration::from_millis(100);
+    cfg.source.reconnect_max = Duration::from_millis(800);
+    cfg.http.stale_after = Duration::from_millis(700);
+    use Step::*;
+    let script = vec![
+        OpenFails,
+        OpenFails,
+        OpenFails,
+        Frames(3),
+        Frames(3),
+        OpenFails,
+        Frames(30), // 2 s of frames: longer than reconnect-max, so the backoff resets
+        Stall(5, Duration::from_millis(1500)),
+        OpenFails,
+    ];
+    let opens: std::sync::Arc<std::sync::Mutex<Vec<Instant>>> = Default::default();
+    let log = opens.clone();
+    let mut steps = script.clone().into_iter();
+    let camera: edgewatch::detector::OpenCamera = Box::new(move || {
+        log.lock().unwrap().push(Instant::now());
+        let (frames, stall) = match steps.next() {
+            Some(OpenFails) => {
+                return Err(edgewatch::source::SourceError::Open {
+                    what: "scripted camera".into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                })
+            }
+            Some(Frames(n)) => (n, None),
+            Some(Stall(n, d)) => (n, Some(d)),
+            None => (usize::MAX, None), // back for good
+        };
+        Ok(Box::new(Scripted { jpeg: jpeg.clone(), frames_left: frames, stall, seq: 0, started: Instant::now() }))
+    });
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::detector::start_with_camera(cfg, shutdown.clone(), camera).await.unwrap();
+    let addr = running.http_addr;
+    // Watch /readyz and camera_up until the camera is back for good (the script is done and
+    // frames flow), recording each change.
+    let n_steps = script.len();
+    let o = opens.clone();
+    let (seen, body) = tokio::task::spawn_blocking(move || {
+        let mut seen: Vec<(u16, f64)> = Vec::new();
+        let body = wait_until(Duration::from_secs(60), "the camera back for good", || {
+            let state = (http_get(addr, "/readyz").0, metric(addr, "edgewatch_camera_up"));
+            if seen.last() != Some(&state) {
+                seen.push(state);
+            }
+            let back = o.lock().unwrap().len() > n_steps && state == (200, 1.0);
+            back.then(|| http_get(addr, "/metrics").1)
+        });
+        (seen, body)
+    })
+    .await
+    .unwrap();
+    // 1.5 s more of frames after the last reopen, for the media-time check below.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    shutdown.cancel();
+    let summary = running.wait().await.unwrap();
+
+    let opens = opens.lock().unwrap().clone();
+    let gaps: Vec<u128> = opens.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    println!("camera: waits before each reopen (ms, including the time the camera ran): {gaps:?}");
+    println!("camera: (/readyz, camera_up) as seen: {seen:?}");
+    // Each reopen comes after the backoff, plus the time the camera ran before failing: three
+    // failed opens (100, 200, 400 ms), two short runs whose reads fail (800 ms: capped, and
+    // not reset, the frames did not flow for reconnect-max), a failed open (800), a 2 s run
+    // (reset), its read failure (100), a stall of 1.5 s then a read failure (200), a failed open (400).
+    let waits: [u128; 9] = [100, 200, 400, 800, 800, 800, 100, 200, 400];
+    let ran: [u128; 9] = [0, 0, 0, 133, 133, 0, 1933, 266 + 1500, 0];
+    assert_eq!(gaps.len(), 9, "{gaps:?}");
+    for (i, (g, (w, r))) in gaps.iter().zip(waits.iter().zip(ran)).enumerate() {
+        assert!(
+            *g + 5 >= w + r && *g < w + r + 300,
+            "reopen {i}: {g} ms, expected {w} ms of backoff after {r} ms of running: {gaps:?}"
+        );
+    }
+    let failures = sample(&body, "edgewatch_camera_reconnects_total");
+    assert_eq!(failures, 9.0, "every failure counted, open and read alike:\n{body}");
+    // Not ready while it was failing, ready when frames flowed, and at the end.
+    assert!(seen.contains(&(503, 0.0)) && seen.contains(&(200, 1.0)), "{seen:?}");
+    assert!(seen.iter().filter(|s| **s == (200, 1.0)).count() >= 2, "ready, then not, then ready again: {seen:?}");
+    // Media time went on across the gaps: the sampler (5 of 15 fps) takes a frame only once
+    // media time passes its next slot, so had a reopened camera's clock restarted at zero, the
+    // frames after each reopen would wait for the old time (about 2.6 s of them after the 2 s
+    // run) and far fewer would be inferred than one in three.
+    let third = summary.frames_captured as f64 / 3.0;
+    assert!(
+        summary.frames_inferred as f64 >= third - 4.0,
+        "{} inferred of {} captured",
+        summary.frames_inferred,
+        summary.frames_captured
+    );
+}

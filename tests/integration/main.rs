@@ -7,5 +7,6 @@ mod detector;
 mod events;
 mod failures;
 mod model;
+mod pod;
 mod s3;
 mod watchdog;
