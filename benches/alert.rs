@@ -16,7 +16,7 @@
 use std::fs::File;
 use std::io::{BufReader, Cursor};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -28,31 +28,15 @@ use edgewatch::spool::{self, EventRecord, Sidecar};
 use edgewatch::watchdog::state::{Delivery, Part};
 use tokio_util::sync::CancellationToken;
 
-const POST_ROLL: Duration = Duration::from_secs(5);
+#[path = "support/mod.rs"]
+mod support;
+use support::{percentile, start_aiosmtpd};
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+const POST_ROLL: Duration = Duration::from_secs(5);
 
 /// 0.5-1.5 s between events, spread evenly (a fixed pattern: both modes see the same arrivals).
 fn gap(i: usize) -> Duration {
     Duration::from_millis(500 + (i as u64 * 389) % 1000)
-}
-
-fn start_aiosmtpd(maildir: &Path) -> (Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let child = Command::new("/opt/edgewatch-test-venv/bin/python")
-        .arg(root.join("tests/fixtures/smtp_server.py"))
-        .args(["--port", &port.to_string(), "--maildir"])
-        .arg(maildir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("aiosmtpd (scripts/deps.sh test)");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, port)
 }
 
 /// The demo video's first 10 s: the frames of one clip, as the detector holds them.

@@ -19,8 +19,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edgewatch::config::{Config, SmtpTls, WatchMode};
@@ -28,12 +27,12 @@ use edgewatch::spool::{self, ClipPaths, Sidecar};
 use edgewatch::watchdog::state::{Delivery, Part};
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{percentile, start_aiosmtpd};
+
 const CLIPS: usize = 200;
 const POLL: Duration = Duration::from_secs(3);
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 /// The pause before the next event: evenly spread points of the polling interval.
 fn gap(i: usize) -> Duration {
@@ -123,22 +122,6 @@ impl Series {
             v.sort_by(|a, b| a.total_cmp(b));
         }
     }
-}
-
-fn start_aiosmtpd(maildir: &Path) -> (Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let child = Command::new("/opt/edgewatch-test-venv/bin/python")
-        .arg(root.join("tests/fixtures/smtp_server.py"))
-        .args(["--port", &port.to_string(), "--maildir"])
-        .arg(maildir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("aiosmtpd (scripts/deps.sh test)");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, port)
 }
 
 /// When the watchdog recorded the server's 250 for this clip (unix seconds), once it has.

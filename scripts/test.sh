@@ -50,15 +50,12 @@ if [ "${EW_SKIP_AARCH64:-0}" != 1 ]; then
   echo "log: $aarch64_log"
 fi
 
-if [ -f .ci/nix-checks.sh ]; then
-  step "Nix, k3s manifests and configs"
-  bash .ci/nix-checks.sh
-fi
+# Every stage runs; a missing script fails the run (bash exits non-zero) instead of skipping.
+step "Nix, k3s manifests and configs"
+bash .ci/nix-checks.sh
 
-if [ -f .ci/observability-checks.sh ]; then
-  step "Observability: rendered Prometheus/agent configs, rules, dashboards, end to end and outage"
-  bash .ci/observability-checks.sh
-fi
+step "Observability: rendered Prometheus/agent configs, rules, dashboards, end to end and outage"
+bash .ci/observability-checks.sh
 
 if [ -n "$aarch64_pid" ]; then
   step "aarch64-unknown-linux-gnu: result"

@@ -662,27 +662,52 @@ impl Config {
         }
 
         // Unknown keys: compare the user's key paths with the defaults' (serde stops at the first).
-        match (known.extract::<Value>(), user.extract::<Value>()) {
+        let mut unknown = BTreeSet::new();
+        let user_v = match (known.extract::<Value>(), user.extract::<Value>()) {
             (Ok(known_v), Ok(user_v)) => {
-                let mut unknown = BTreeSet::new();
                 unknown_keys(&known_v, &user_v, "", &mut unknown);
-                for key in unknown {
-                    let from = user.find_metadata(&key).map(describe_source).unwrap_or_else(|| "unknown source".into());
+                for key in &unknown {
+                    let from = user.find_metadata(key).map(describe_source).unwrap_or_else(|| "unknown source".into());
                     problems.push(format!("unknown key `{key}` (from {from})"));
                 }
+                user_v
             }
-            (_, Err(e)) => problems.extend(figment_problems(e)),
-            (Err(e), _) => problems.extend(figment_problems(e)),
-        }
-        if !problems.is_empty() {
-            return Err(ConfigErrors(problems));
-        }
-
-        let config: Config = match known.merge(user.clone()).extract() {
-            Ok(c) => c,
-            Err(e) => return Err(ConfigErrors(figment_problems(e))),
+            (_, Err(e)) | (Err(e), _) => {
+                problems.extend(figment_problems(e, &user));
+                return Err(ConfigErrors(problems));
+            }
         };
-        let problems = config.validate();
+
+        // The rest is read without the unknown keys and section by section, so that one bad
+        // value does not hide the others (serde stops at the first error in a struct); a
+        // section that cannot be read keeps its defaults for the cross-field rules below.
+        let merged = known.merge(Serialized::defaults(without_keys(user_v, &unknown)));
+        let mut config = defaults;
+        for (key, field) in [("node", &mut config.node), ("camera", &mut config.camera)] {
+            match merged.extract_inner(key) {
+                Ok(v) => *field = v,
+                Err(e) => problems.extend(figment_problems(e, &user)),
+            }
+        }
+        // A section at a time, its errors' paths prefixed with its name.
+        macro_rules! read {
+            ($($field:ident: $key:literal),*) => {$(
+                match merged.focus($key).extract() {
+                    Ok(v) => config.$field = v,
+                    Err(e) => problems.extend(figment_problems(prefixed(e, $key), &user)),
+                }
+            )*};
+        }
+        read!(log: "log", http: "http", source: "source", model: "model", decision: "decision", clip: "clip",
+            alert: "alert", archive: "archive", s3: "s3", smtp: "smtp", watch: "watch");
+        // Cross-field rules, each message with where its first key's value came from.
+        for msg in config.validate() {
+            let key = msg.split('`').nth(1).unwrap_or_default();
+            match user.find_metadata(key) {
+                Some(m) => problems.push(format!("{msg} (from {})", describe_source(m))),
+                None => problems.push(msg),
+            }
+        }
         if problems.is_empty() {
             Ok((config, Origins(user)))
         } else {
@@ -834,7 +859,7 @@ impl Config {
         let m = &self.smtp;
         if !m.host.is_empty() {
             if m.to.is_empty() {
-                p.push("`smtp.to` needs at least one recipient when `smtp.host` is set".into());
+                p.push("`smtp.host` is set but `smtp.to` has no recipient".into());
             }
             let local = matches!(m.host.as_str(), "localhost" | "127.0.0.1" | "::1");
             if m.tls == SmtpTls::None && !local && !m.allow_plain_remote {
@@ -846,10 +871,13 @@ impl Config {
             // username without password is checked when the watchdog starts: the password
             // usually arrives at run time through EDGEWATCH_SMTP__PASSWORD_FILE.
         }
-        for addr in std::iter::once(&m.from).chain(&m.to) {
-            if addr.parse::<lettre::Address>().is_err() && addr.parse::<lettre::message::Mailbox>().is_err() {
-                p.push(format!("`{addr}` in `smtp.from`/`smtp.to` is not an email address"));
-            }
+        let is_address =
+            |a: &str| a.parse::<lettre::Address>().is_ok() || a.parse::<lettre::message::Mailbox>().is_ok();
+        if !is_address(&m.from) {
+            p.push(format!("`smtp.from` = `{}` is not an email address", m.from));
+        }
+        for addr in m.to.iter().filter(|a| !is_address(a)) {
+            p.push(format!("`smtp.to` holds `{addr}`, which is not an email address"));
         }
         if m.timeout.is_zero() {
             p.push("`smtp.timeout` must be positive".into());
@@ -935,14 +963,56 @@ fn describe_source(m: &Metadata) -> String {
     }
 }
 
-fn figment_problems(e: figment::Error) -> Vec<String> {
+/// figment's errors, each with its key and where the user's value came from (the values are
+/// read from a merged copy, so the origin is looked up in the user's own layers).
+fn figment_problems(e: figment::Error, user: &Figment) -> Vec<String> {
     e.into_iter()
         .map(|e| {
-            let key = if e.path.is_empty() { String::new() } else { format!("`{}`: ", e.path.join(".")) };
-            let from = e.metadata.as_ref().map(|m| format!(" (from {})", describe_source(m))).unwrap_or_default();
+            let path = e.path.join(".");
+            let key = if path.is_empty() { String::new() } else { format!("`{path}`: ") };
+            let from = user
+                .find_metadata(&path)
+                .or(e.metadata.as_ref())
+                .map(|m| format!(" (from {})", describe_source(m)))
+                .unwrap_or_default();
             format!("{key}{}{from}", e.kind)
         })
         .collect()
+}
+
+/// `e` with `section` in front of each error's key path.
+fn prefixed(e: figment::Error, section: &str) -> figment::Error {
+    let mut out: Option<figment::Error> = None;
+    for mut one in e {
+        one.path.insert(0, section.to_string());
+        out = Some(match out {
+            None => one,
+            Some(prev) => prev.chain(one),
+        });
+    }
+    out.expect("an error has at least one part")
+}
+
+/// `v` without the given dotted key paths.
+fn without_keys(mut v: Value, paths: &BTreeSet<String>) -> Value {
+    fn remove(v: &mut Value, parts: &[&str]) {
+        let Value::Dict(_, d) = v else { return };
+        match parts {
+            [last] => {
+                d.remove(*last);
+            }
+            [first, rest @ ..] => {
+                if let Some(next) = d.get_mut(*first) {
+                    remove(next, rest)
+                }
+            }
+            [] => {}
+        }
+    }
+    for path in paths {
+        remove(&mut v, &path.split('.').collect::<Vec<_>>());
+    }
+    v
 }
 
 /// Reads a config for `check-config`: no side effects, every problem listed.
@@ -1028,7 +1098,9 @@ mod tests {
         assert!(all.contains("unknown key `cmera` (from TOML file"), "{all}");
         assert!(all.contains("unknown key `source.fsp`"), "{all}");
         assert!(all.contains("unknown key `clip.pre-rol`"), "{all}");
-        assert_eq!(e.0.len(), 3, "{all}");
+        // And in the same run, the cross-field rule with its key and source.
+        assert!(all.contains("`decision.k` = 9 and `decision.n` = 2") && all.contains("(from TOML file"), "{all}");
+        assert_eq!(e.0.len(), 4, "{all}");
     }
 
     #[test]

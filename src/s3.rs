@@ -40,6 +40,9 @@ impl S3Error {
         matches!(self, S3Error::Network(_) | S3Error::Timeout(_) | S3Error::Server(_))
     }
 
+    /// Every value of [`S3Error::class`].
+    pub const CLASSES: [&'static str; 5] = ["auth", "network", "timeout", "server", "rejected"];
+
     /// Label for `edgewatch_archive_errors_total{class}`.
     pub fn class(&self) -> &'static str {
         match self {

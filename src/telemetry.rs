@@ -173,6 +173,23 @@ impl DetectorMetrics {
             model_fetches: Family::default(),
             model_info: Family::default(),
         };
+        // Every label value exists from the start, at 0: dashboards and alert rules see a series
+        // rather than none, and a misspelt label is a missing series, not a silent zero.
+        for reason in ["disk_full", "io", "encode"] {
+            let _ = m.clip_write_failed.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in ["restart", "spool_full", "write_failed"] {
+            let _ = m.events_without_clip.get_or_create(&ReasonLabel { reason });
+        }
+        for result in ["ok", "failed", "gone"] {
+            let _ = m.uploads.get_or_create(&ResultLabel { result });
+        }
+        for class in crate::s3::S3Error::CLASSES.iter().copied().chain(["io"]) {
+            let _ = m.archive_errors.get_or_create(&ClassLabel { class });
+        }
+        for result in ["ok", "failed"] {
+            let _ = m.model_fetches.get_or_create(&ResultLabel { result });
+        }
         let r = registry;
         r.register("frames_captured", "Frames delivered by the source", m.frames_captured.clone());
         r.register(
@@ -280,6 +297,10 @@ impl WatchdogMetrics {
             watch_mode: Family::default(),
             spool_scans: Counter::default(),
         };
+        // Every class exists from the start, at 0 (as the detector's labels).
+        for class in crate::watchdog::mail::SendError::CLASSES {
+            let _ = m.smtp_errors.get_or_create(&ClassLabel { class });
+        }
         r.register("alerts_sent", "Alert emails accepted by the SMTP server (per recipient)", m.alerts_sent.clone());
         r.register("alerts_failed", "Recipients given up after permanent rejections", m.alerts_failed.clone());
         r.register(

@@ -17,7 +17,7 @@ def quiet(*_a):
 
 def test_reshape_style_model(fused_examples, tmp_path):
     r = convert(fused_examples["reshape"], str(tmp_path / "m"), "ex", 5.0, log=quiet)
-    assert r["max_diff"] <= 1e-4 and r["feature_dim"] == 16 and r["window"] == 6
+    assert r["feature_dim"] == 16 and r["window"] == 6
     c = Contract(str(tmp_path / "m"))
     assert (c.m.width, c.m.height, c.m.window, c.m.feature_dim) == (32, 32, 6, 16)
     assert set(r["ops"]) <= onnx_build.TRACT_OPS
@@ -28,7 +28,6 @@ def test_tf_style_model_nhwc_dynamic_shapes_softmax(fused_examples, tmp_path):
     out = str(tmp_path / "m")
     r = convert(fused_examples["tf"], out, "ex", 5.0, window=None, mean=(0, 0, 0), std=(1 / 255,) * 3,
                 class_index=1, log=quiet)
-    assert r["max_diff"] <= 1e-4
     bb = onnx.load(os.path.join(out, "backbone.onnx"))
     hd = onnx.load(os.path.join(out, "head.onnx"))
     # the Shape-computed reshapes were folded for batch 1 (backbone) and [1,T,F] (head)
@@ -38,11 +37,9 @@ def test_tf_style_model_nhwc_dynamic_shapes_softmax(fused_examples, tmp_path):
 
 def test_bgr_model(fused_examples, tmp_path):
     r = convert(fused_examples["reshape"], str(tmp_path / "m"), "ex", 5.0, bgr=True, log=quiet)
-    assert r["max_diff"] <= 1e-4
     c = Contract(str(tmp_path / "m"))
     # BGR: the converted backbone sees reversed channels, so it differs from an RGB conversion
     rgb = convert(fused_examples["reshape"], str(tmp_path / "rgb"), "ex", 5.0, log=quiet)
-    assert rgb["max_diff"] <= 1e-4
     w = sample_inputs(c.m)[0]
     assert not np.allclose(c.feature(w[:1]), Contract(str(tmp_path / "rgb")).feature(w[:1]))
 
@@ -54,7 +51,7 @@ def test_composed_fused_model_matches_its_contract(fused_examples, tmp_path):
     c = Contract(out)
     for mode in ("batch", "unroll"):
         fused = onnx_build.fuse(c.models["backbone"], c.models["head"], 32, 32, 6, 16, mode=mode)
-        assert verify_equivalence(c, fused_runner(fused), sample_inputs(c.m), log=quiet) <= 1e-4
+        verify_equivalence(c, fused_runner(fused), sample_inputs(c.m), log=quiet)  # raises above 1e-4
 
 
 @pytest.mark.parametrize("variant,message", [

@@ -37,7 +37,7 @@ def test_convert_hoists_and_still_matches_the_fused_model(tmp_path, variant, hid
     lines = []
     r = convert(fused, str(tmp_path / "m"), "ex", 5.0, log=lines.append, **kw)
     # convert's own check: streaming over the hoisted contract vs the original fused graph
-    assert r["max_diff"] <= 1e-4 and r["feature_dim"] == feature_dim
+    assert r["feature_dim"] == feature_dim
     assert any("hoisted the LSTM's input projection" in s for s in lines), lines
     c = Contract(str(tmp_path / "m"))
     head = c.models["head"]
@@ -66,12 +66,12 @@ def test_hoist_dir_in_place_then_refuses_twice(fused_examples, tmp_path):
     convert(fused, d, "ex", 5.0, log=quiet, hoist_projection=False)
     before = stream_scores(Contract(d))
     r = hoist.hoist_dir(d, d, log=quiet)
-    assert r["feature_dim"] == 8 and r["max_diff"] <= 1e-4
+    assert r["feature_dim"] == 8
     c = Contract(d, strict_ops=False)
     assert np.allclose(stream_scores(c), before, atol=1e-5)
     # streaming == the two hoisted graphs fused into one
     fusedh = onnx_build.fuse(c.models["backbone"], c.models["head"], 32, 32, 6, 8)
-    assert verify_equivalence(c, fused_runner(fusedh), sample_inputs(c.m), log=quiet) <= 1e-4
+    verify_equivalence(c, fused_runner(fusedh), sample_inputs(c.m), log=quiet)  # raises above 1e-4
     with pytest.raises(hoist.NotHoistable, match="hoisted already"):
         hoist.hoist_dir(d, d, log=quiet)
 

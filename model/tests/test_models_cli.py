@@ -31,7 +31,7 @@ def test_bundled_test_model_fits_the_contract():
     c = Contract(TEST_MODEL, strict_ops=True)
     fused = onnx_build.fuse(c.models["backbone"], c.models["head"], c.m.width, c.m.height, c.m.window,
                             c.m.feature_dim)
-    assert verify_equivalence(c, fused_runner(fused), sample_inputs(c.m), log=quiet) <= 1e-4
+    verify_equivalence(c, fused_runner(fused), sample_inputs(c.m), log=quiet)  # raises above 1e-4
 
 
 def test_trained_demo_model():
@@ -40,7 +40,7 @@ def test_trained_demo_model():
     size = sum(os.path.getsize(os.path.join(TRAINED, f)) for f in ("backbone.onnx", "head.onnx"))
     assert size < 4 * 1024 * 1024
     fused = onnx_build.fuse(c.models["backbone"], c.models["head"], 112, 112, 16, c.m.feature_dim)
-    assert verify_equivalence(c, fused_runner(fused), sample_inputs(c.m), log=quiet) <= 1e-4
+    verify_equivalence(c, fused_runner(fused), sample_inputs(c.m), log=quiet)  # raises above 1e-4
 
 
 def test_trained_demo_model_on_the_demo_video():
@@ -92,3 +92,17 @@ def test_python_reference_bench(tmp_path):
     assert "(a) fused model" in r.stdout and "(b) streaming" in r.stdout and "peak RSS" in r.stdout
     diff = float(r.stdout.split("max |score (a) - score (b)|")[1].split()[0])
     assert diff <= 1e-4
+
+
+def test_the_equivalence_check_bites():
+    """`verify_equivalence` is what export, convert and hoist rely on (the tests above call it
+    rather than re-check its bound): it must refuse a fused model that scores differently."""
+    from edgewatch_model.contract import ContractError
+    c = Contract(TEST_MODEL, strict_ops=True)
+    fused = onnx_build.fuse(c.models["backbone"], c.models["head"], c.m.width, c.m.height, c.m.window,
+                            c.m.feature_dim)
+    run = fused_runner(fused)
+    windows = sample_inputs(c.m)
+    verify_equivalence(c, run, windows, log=quiet)  # the real pair passes
+    with pytest.raises(ContractError, match="differ by"):
+        verify_equivalence(c, lambda w: run(w) + 2e-4, windows, log=quiet)

@@ -59,6 +59,9 @@ impl std::fmt::Display for Reply {
 }
 
 impl SendError {
+    /// Every value of [`SendError::class`].
+    pub const CLASSES: [&'static str; 6] = ["auth", "tls", "temporary", "permanent", "network", "build"];
+
     /// Label for `edgewatch_smtp_errors_total{class}`.
     pub fn class(&self) -> &'static str {
         match self {

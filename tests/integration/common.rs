@@ -138,12 +138,17 @@ impl S3Server {
 
     pub fn up(&mut self) {
         assert!(self.child.is_none(), "already running");
+        // The server's own request log (s3s logs each request at debug): what reached it is
+        // counted there, not from edgewatch's side.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
         let child = Command::new(s3s_fs_bin())
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(&self.root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("RUST_LOG", "s3s::service=debug")
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("starting s3s-fs");
         self.child = Some(child);
@@ -155,6 +160,29 @@ impl S3Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root.with_extension("requests.log")
+    }
+
+    /// The requests the server received, as (method, path), oldest first, over every start.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let rest = &l[l.find("req: Request { method: ")? + "req: Request { method: ".len()..];
+                let (method, rest) = rest.split_once(", uri: ")?;
+                let uri = rest.split(", version").next()?;
+                Some((method.to_string(), uri.split('?').next().unwrap_or(uri).to_string()))
+            })
+            .collect()
+    }
+
+    /// How many PUTs reached the server for `bucket/key`.
+    pub fn puts(&self, bucket: &str, key: &str) -> usize {
+        let path = format!("/{bucket}/{key}");
+        self.requests().iter().filter(|(m, p)| m == "PUT" && *p == path).count()
     }
 
     /// Points a config at this server with the right credentials.
@@ -219,15 +247,23 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// The value of the sample `name` (with its labels, if any) in a /metrics body; 0 when absent.
-pub fn sample(body: &str, name: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+/// The value of the sample `name` (with its labels, if any) in a /metrics body, or `None`.
+pub fn sample_opt(body: &str, name: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' '))).and_then(|v| v.parse().ok())
 }
 
-/// One sample scraped from a running role's /metrics.
+/// The value of the sample `name` (with its labels, if any) in a /metrics body. A missing
+/// sample fails the test, naming what is there: a misspelt name or label must not read as 0
+/// (every label value the roles use exists from the start, at 0).
+pub fn sample(body: &str, name: &str) -> f64 {
+    sample_opt(body, name).unwrap_or_else(|| {
+        let family = name.split('{').next().unwrap_or(name);
+        let near: Vec<&str> = body.lines().filter(|l| !l.starts_with('#') && l.contains(family)).collect();
+        panic!("no sample `{name}` in /metrics; samples of `{family}`: {near:?}")
+    })
+}
+
+/// One sample scraped from a running role's /metrics (it must be there: see [`sample`]).
 pub fn metric(addr: SocketAddr, name: &str) -> f64 {
     sample(&http_get(addr, "/metrics").1, name)
 }

@@ -44,6 +44,72 @@ const CASES: &[Case] = &[
         &["`EDGEWATCH_S3__SECRET_ACCESS_KEY_FILE` names /nonexistent/secret, which cannot be read"],
     ),
     ("[log]\nformat = \"xml\"\n", &[], &["`log.format`"]),
+    // Every cross-field rule of Config::validate, each with its key and where the value came from.
+    ("node = \" \"\n", &[], &["`node` is empty", "(from TOML file"]),
+    ("[source]\nwidth = 0\n", &[], &["`source.width` and `source.height` must be positive", "(from TOML file"]),
+    ("[source]\njpeg-quality = 0\n", &[], &["`source.jpeg-quality` = 0 is out of range", "(from TOML file"]),
+    (
+        "[source]\nreconnect-min = \"40s\"\n",
+        &[],
+        &["`source.reconnect-min` must be positive and at most `source.reconnect-max`", "(from TOML file"],
+    ),
+    (
+        "",
+        &[("EDGEWATCH_MODEL__THREADS", "64")],
+        &["`model.threads` = 64 is out of range", "(from environment variable `EDGEWATCH_MODEL__THREADS`)"],
+    ),
+    ("[model]\nonnxruntime-library = \"\"\n", &[], &["`model.onnxruntime-library` is empty", "(from TOML file"]),
+    ("[decision]\nn = 2000\nk = 3\n", &[], &["`decision.n` is larger than 1000"]),
+    ("[clip]\npost-roll = \"0s\"\n", &[], &["`clip.post-roll` must be positive", "(from TOML file"]),
+    ("[clip]\npre-roll = \"61s\"\nmax-length = \"2m\"\n", &[], &["`clip.pre-roll` over 60 s", "(from TOML file"]),
+    ("[clip]\nmax-length = \"11m\"\n", &[], &["`clip.max-length` over 10 minutes", "(from TOML file"]),
+    ("[clip]\nbitrate-kbps = 50\n", &[], &["`clip.bitrate-kbps` = 50 is out of range", "(from TOML file"]),
+    ("[clip]\nspool-dir = \"\"\n", &[], &["`clip.spool-dir` is empty", "(from TOML file"]),
+    ("[clip]\nreserve = \"100 MiB\"\n", &[], &["`clip.reserve` over 64 MiB", "(from TOML file"]),
+    (
+        "[clip]\nspool-dir = \"/s\"\nframe-journal = \"/s/frames\"\n",
+        &[],
+        &["`clip.frame-journal` must be a directory of its own", "(from TOML file"],
+    ),
+    (
+        "[clip]\nspool-dir = \"/s\"\n[archive]\ntarget = \"/s\"\n",
+        &[],
+        &["`archive.target` must not be the spool directory", "(from TOML file"],
+    ),
+    (
+        "[archive]\nmultipart-threshold = \"6 MiB\"\npart-size = \"8 MiB\"\n",
+        &[],
+        &["`archive.multipart-threshold` must be at least `archive.part-size`", "(from TOML file"],
+    ),
+    ("[archive]\nretry-min = \"10m\"\n", &[], &["`archive.retry-min` must be positive and at most", "(from TOML file"]),
+    (
+        "[archive]\ntarget = \"s3://b/p\"\n[s3]\nregion = \"\"\n",
+        &[],
+        &["`s3.region` is required when S3 is used", "(from TOML file"],
+    ),
+    (
+        "[s3]\ntimeout = \"0s\"\n",
+        &[],
+        &["`s3.timeout`, `s3.connect-timeout` and `s3.read-timeout` must be positive", "(from TOML file"],
+    ),
+    ("[smtp]\nhost = \"localhost\"\n", &[], &["`smtp.host` is set but `smtp.to` has no recipient", "(from TOML file"]),
+    (
+        "[smtp]\nhost = \"mail.example.com\"\ntls = \"none\"\nto = [\"a@example.com\"]\n",
+        &[],
+        &["`smtp.tls = \"none\"` to `mail.example.com` would send mail (and credentials) in clear"],
+    ),
+    (
+        "[smtp]\nfrom = \"not an address\"\n",
+        &[],
+        &["`smtp.from` = `not an address` is not an email address", "(from TOML file"],
+    ),
+    ("[smtp]\nto = [\"a@example.com\", \"nope\"]\n", &[], &["`smtp.to` holds `nope`", "(from TOML file"]),
+    ("[smtp]\ntimeout = \"0s\"\n", &[], &["`smtp.timeout` must be positive", "(from TOML file"]),
+    ("[watch]\npoll-interval = \"0s\"\n", &[], &["`watch.poll-interval` must be positive", "(from TOML file"]),
+    ("[watch]\nretry-min = \"1h\"\n", &[], &["`watch.retry-min` must be positive and at most", "(from TOML file"]),
+    ("[watch]\npermanent-attempts = 0\n", &[], &["`watch.permanent-attempts` must be at least 1", "(from TOML file"]),
+    ("[watch]\nmax-per-hour = 0\n", &[], &["`watch.max-per-hour` must be at least 1", "(from TOML file"]),
+    ("[watch]\nrequire-archive = true\n", &[], &["`watch.require-archive = true` but `archive.target` is empty"]),
 ];
 
 fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
@@ -86,11 +152,15 @@ fn check_config_lists_every_problem_and_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("unknown key `camra`") && err.contains("unknown key `source.fsp`"), "{err}");
 
-    // With the unknown keys fixed, the cross-field problem is reported.
-    std::fs::write(&f, "[decision]\nk = 9\n").unwrap();
-    let out = Command::new(bin()).arg("check-config").arg(&f).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("`decision.k` = 9"));
+    // In the same run: a type error and the cross-field rule, beside the unknown keys.
+    std::fs::write(&f, "camra = 1\n[decision]\nk = 9\n[source]\nfsp = 2\nfps = \"fast\"\n").unwrap();
+    let out = Command::new(bin()).args(["check-config", "--file-only"]).arg(&f).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown key `camra`") && err.contains("unknown key `source.fsp`"), "{err}");
+    assert!(err.contains("`source.fps`") && err.contains("fast"), "the type error too: {err}");
+    assert!(err.contains("`decision.k` = 9") && err.contains("(from TOML file"), "and the cross-field rule: {err}");
+    assert!(err.contains("4 problems"), "{err}");
 
     // A good file passes and --print redacts secrets.
     std::fs::write(&f, "camera = \"door\"\n[s3]\naccess-key-id = \"AKIASECRET\"\nsecret-access-key = \"hunter2\"\n")

@@ -170,6 +170,19 @@ fn partial_file(spool_dir: &Path) -> Option<String> {
     None
 }
 
+/// 3-second clips of `video` (1 s before, up to 3 s in all, 1 s apart) into `spool_dir`,
+/// archived to a directory beside it, and a watchdog that keeps no free-space floor of its own.
+fn short_clips_on_a_small_spool(cfg: &mut edgewatch::config::Config, video: &Path, spool_dir: &Path, dir: &Path) {
+    cfg.source.path = Some(video.to_path_buf());
+    cfg.clip.spool_dir = spool_dir.to_path_buf();
+    cfg.clip.pre_roll = Duration::from_secs(1);
+    cfg.clip.post_roll = Duration::from_secs(1);
+    cfg.clip.max_length = Duration::from_secs(3);
+    cfg.decision.cooldown = Duration::from_secs(1);
+    cfg.archive.target = dir.join("archive").display().to_string();
+    cfg.watch.spool_min_free = bytesize::ByteSize::kib(1);
+}
+
 /// A spool on a tmpfs that holds about two clips, and a slow SMTP server that frees it slowly:
 /// every event is alerted at once, every clip is held in memory and delivered once space frees,
 /// `disk_full` is counted, `/readyz` says so meanwhile, and no reader ever sees a partial file.
@@ -183,18 +196,12 @@ async fn a_full_spool_holds_clips_until_space_frees_and_loses_no_event() {
     let spool_dir = dir.path().join("spool");
     // Room for two of these clips (about 530 kB each) beside the reserve, the stills and records.
     let _tmpfs = Tmpfs::mount(&spool_dir, 1400 * 1024);
-    // An event every 2.5 s or so; its two emails take 6 s.
-    let (server, mut cfg) = plain_smtp(dir.path(), &["--slow", "3"]);
-    cfg.source.path = Some(video);
-    cfg.clip.spool_dir = spool_dir.clone();
-    cfg.clip.pre_roll = Duration::from_secs(1);
-    cfg.clip.post_roll = Duration::from_secs(1);
-    cfg.clip.max_length = Duration::from_secs(3);
+    // The relay is down at first, so nothing is delivered, nothing deleted, and the spool fills;
+    // then it comes up (slow: each email takes a second) and frees space as it delivers.
+    let (mut server, mut cfg) = crate::watchdog::plain_smtp_down(dir.path(), &["--slow", "1"]);
+    short_clips_on_a_small_spool(&mut cfg, &video, &spool_dir, dir.path());
     cfg.clip.min_free_space = bytesize::ByteSize::kib(64);
     cfg.clip.reserve = bytesize::ByteSize::kib(128);
-    cfg.decision.cooldown = Duration::from_secs(1);
-    cfg.archive.target = dir.path().join("archive").display().to_string();
-    cfg.watch.spool_min_free = bytesize::ByteSize::kib(1);
     let shutdown = CancellationToken::new();
     let watchdog = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
     let detector = edgewatch::detector::start(cfg.clone(), shutdown.clone()).await.unwrap();
@@ -222,8 +229,17 @@ async fn a_full_spool_holds_clips_until_space_frees_and_loses_no_event() {
         });
         (stop, h)
     };
+    // Full: a clip could not be written and is held in memory.
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(60), "a clip held for want of space", || {
+            (metric(addr, "edgewatch_clips_held") >= 1.0).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    server.up();
     let summary = detector.wait().await.unwrap();
-    wait_spool_empty(&spool_dir, Duration::from_secs(90), "every event delivered, archived and deleted").await;
+    wait_spool_empty(&spool_dir, Duration::from_secs(120), "every event delivered, archived and deleted").await;
     watch.0.cancel();
     let (scans, partial, not_ready) = watch.1.join().unwrap();
     let body = http_get(addr, "/metrics").1;
@@ -263,18 +279,11 @@ async fn a_clip_that_cannot_be_held_is_dropped_and_its_event_still_alerted() {
     let spool_dir = dir.path().join("spool");
     let _tmpfs = Tmpfs::mount(&spool_dir, 512 * 1024);
     let (server, mut cfg) = plain_smtp(dir.path(), &[]);
-    cfg.source.path = Some(video);
-    cfg.clip.spool_dir = spool_dir.clone();
-    cfg.clip.pre_roll = Duration::from_secs(1);
-    cfg.clip.post_roll = Duration::from_secs(1);
-    cfg.clip.max_length = Duration::from_secs(3);
+    short_clips_on_a_small_spool(&mut cfg, &video, &spool_dir, dir.path());
     // Room for records and stills, never for a clip; and no clip may be held.
     cfg.clip.min_free_space = bytesize::ByteSize::mib(4);
     cfg.clip.hold_max = bytesize::ByteSize::kib(1);
     cfg.clip.reserve = bytesize::ByteSize::kib(64);
-    cfg.decision.cooldown = Duration::from_secs(1);
-    cfg.archive.target = dir.path().join("archive").display().to_string();
-    cfg.watch.spool_min_free = bytesize::ByteSize::kib(1);
     let shutdown = CancellationToken::new();
     let watchdog = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
     let detector = edgewatch::detector::start(cfg.clone(), shutdown.clone()).await.unwrap();
@@ -387,7 +396,14 @@ fn sigkill_of_the_detector_loses_no_event() {
     let steps = ["after-decision", "after-event-write", "mid-encode", "after-clip-rename"];
     let mut kills = 0;
     let started = Instant::now();
-    for round in 0..34 {
+    // At least 34 kills, and on until 50 events have been alerted (counted at the server: on a
+    // loaded machine each round decides fewer).
+    let snapshots = || mails(&smtp).iter().filter(|m| m.kind == "snapshot").count();
+    for round in 0.. {
+        if round >= 34 && snapshots() >= 50 {
+            break;
+        }
+        assert!(round < 200, "only {} events alerted after 200 rounds", snapshots());
         let log = dir.path().join(format!("detector-{round}.log"));
         let step = steps.get(round / 2).copied().filter(|_| round < 2 * steps.len());
         let mut child = spawn("detect", &detector_conf, step, &log);
@@ -406,7 +422,7 @@ fn sigkill_of_the_detector_loses_no_event() {
     // A last run to the end of the video: it closes what the kills left open, then exits.
     let mut last = spawn("detect", &detector_conf, None, &dir.path().join("detector-last.log"));
     let status =
-        wait_until(Duration::from_secs(120), "the last run to the end of the video", || last.try_wait().unwrap());
+        wait_until(Duration::from_secs(300), "the last run to the end of the video", || last.try_wait().unwrap());
     assert!(status.success(), "last run: {status}");
     let sp = spool_dir.clone();
     wait_until(Duration::from_secs(120), "every event delivered, archived and deleted", || {

@@ -33,8 +33,8 @@ fn load_err(dir: &Path) -> String {
 
 #[test]
 fn the_test_model_loads_and_matches_its_manifest() {
+    // (from_dir checks every file's sha256; corrupted_and_mismatched_models_are_refused shows it.)
     let b = ModelBundle::from_dir(&test_model(), "").unwrap();
-    assert_eq!(sha256_hex(&b.backbone), b.manifest.backbone.sha256);
     let e = Engine::load(&b, 1).unwrap();
     assert_eq!(e.manifest.temporal.window, 16);
     // Pinning the manifest digest works both ways.
@@ -128,9 +128,8 @@ fn the_shipped_demo_model_scores_the_burst_above_and_the_calm_below_its_threshol
     let b = ModelBundle::from_dir(&demo_model(), "").unwrap();
     assert_eq!(sha256_hex(&b.backbone), "fd916b991ad83d902160020075b2ee9127f1f8d4871bd7dd1b93f6d3b6744d85");
     assert_eq!(sha256_hex(&b.head), "ae392843af128603313dcd4d5dc7f0442eff6289b937c6e61de943d182b3d9db");
-    // What `edgewatch demo` embeds is this very model and video.
-    assert_eq!(edgewatch::demo::DEMO_BACKBONE, &b.backbone[..]);
-    assert_eq!(edgewatch::demo::DEMO_VIDEO, &std::fs::read(repo().join("demo/demo.avi")).unwrap()[..]);
+    // (What `edgewatch demo` embeds is these files by include_bytes!; the demo's own test shows
+    // the embedded pair detecting the fight.)
     let m = b.manifest.clone();
     let threshold = m.decision.threshold;
     let span = (m.temporal.window - 1) as f64 / m.temporal.sample_fps;

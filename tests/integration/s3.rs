@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use edgewatch::config::{Location, Secret};
+use edgewatch::config::Secret;
 use edgewatch::model;
 use edgewatch::s3::S3Client;
 use edgewatch::spool;
@@ -57,8 +57,7 @@ async fn archive_rides_out_an_outage_and_a_restart() {
     // 2. Restart with the server still down, bring it up while the detector runs.
     let shutdown = CancellationToken::new();
     let mut cfg2 = cfg.clone();
-    let (calm, _, _) = fixture_video(&["--size", "320x240", "--calm", "6", "--burst", "1", "--after", "1"]);
-    cfg2.source.path = Some(calm);
+    cfg2.source.path = Some(calm_video());
     let running = edgewatch::detector::start(cfg2, shutdown.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     server.up();
@@ -83,9 +82,25 @@ async fn archive_rides_out_an_outage_and_a_restart() {
     let marker: spool::Archived = serde_json::from_slice(&std::fs::read(&paths.archived).unwrap()).unwrap();
     assert_eq!(marker.clip_url, format!("s3://clips/site-a/test-node/{day}/{id}.mp4"));
 
-    // 3. Another start finds nothing pending and uploads nothing again.
+    // Each object was PUT once, as the server saw it: the outage's retries never reached it,
+    // and the restart uploaded what was pending, once.
+    for k in &keys {
+        assert_eq!(server.puts("clips", k), 1, "{k}: {:?}", server.requests());
+    }
+
+    // 3. Another start finds nothing pending and uploads nothing again: counted at the server.
     assert!(edgewatch::archive::pending(&cfg.clip.spool_dir).unwrap().is_empty());
+    let before = server.requests().len();
+    let mut cfg3 = cfg.clone();
+    cfg3.source.path = Some(calm_video());
+    let summary = edgewatch::detector::run(cfg3, CancellationToken::new()).await.unwrap();
+    assert!(summary.archived.is_empty() && summary.events.is_empty(), "{summary:#?}");
+    assert_eq!(server.requests().len(), before, "no request at all: {:?}", &server.requests()[before..]);
     shutdown.cancel();
+}
+
+fn calm_video() -> std::path::PathBuf {
+    fixture_video(&["--size", "320x240", "--calm", "6", "--burst", "1", "--after", "1"]).0
 }
 
 /// Multipart uploads produce the same object as a single PUT.
@@ -177,5 +192,4 @@ async fn model_fetch_verify_and_cache() {
     let e = format!("{:#}", model::load(&nocache, Some(&client)).await.unwrap_err());
     assert!(e.contains("sha256") && e.contains("backbone.onnx"), "{e}");
     assert!(!nocache.model.cache_dir.join("current").exists());
-    assert!(matches!(Location::parse(&cfg.model.source), Ok(Location::S3 { .. })));
 }

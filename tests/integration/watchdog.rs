@@ -306,8 +306,18 @@ async fn alert_carries_the_clip_the_still_and_the_event_over_starttls_and_auth()
     let text = String::from_utf8_lossy(&parts.iter().find(|p| p.0 == "text/plain").unwrap().2).into_owned();
     assert!(text.contains("Peak score") && text.contains("test-node/cam0"), "{text}");
 
-    // Delivered but not archived: kept. Archived: deleted.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Delivered but not archived: kept, once the watchdog has recorded the delivery and settled
+    // it (a pass after the one that sent it). Archived: deleted.
+    let sp = cfg.clip.spool_dir.clone();
+    let addr = running.http_addr;
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "the delivery recorded and a pass after it", || {
+            let d = edgewatch::watchdog::state::Delivery::load(&sp, "20260101T000000.000Z-cam0").ok()??;
+            (d.finished() && metric(addr, "edgewatch_alert_queue_depth") == 0.0).then_some(())
+        })
+    })
+    .await
+    .unwrap();
     assert!(clip.exists());
     mark_archived(&cfg.clip.spool_dir, "20260101T000000.000Z-cam0");
     let spool_dir = cfg.clip.spool_dir.clone();
@@ -320,7 +330,8 @@ async fn alert_carries_the_clip_the_still_and_the_event_over_starttls_and_auth()
     .unwrap();
     let addr = running.http_addr;
     let body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").1).await.unwrap();
-    assert!(promtool_check_metrics(&body).trim().is_empty(), "{body}");
+    let complaints = promtool_check_metrics(&body);
+    assert!(complaints.trim().is_empty(), "promtool: {complaints}\n{body}");
     assert!(
         body.contains("edgewatch_alerts_sent_total 1") && body.contains("edgewatch_clips_deleted_total 1"),
         "{body}"
@@ -348,8 +359,8 @@ async fn implicit_tls_and_smtp_down_then_up_delivers_once() {
     .await
     .unwrap();
     server.up();
+    // Deleted: nothing is left that could be sent again, so the count is final.
     wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(30), "delivery and deletion").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(server.messages().len(), 1);
     assert_eq!(server.messages()[0].1["tls"], true);
     shutdown.cancel();
@@ -379,8 +390,15 @@ async fn clips_waiting_on_a_down_relay_go_as_soon_as_it_answers() {
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // Three clips due in the first pass, one attempt: the other two waited without trying.
+    // The end of that pass (its gauges are set last): three clips waiting, one attempt made;
+    // the other two waited without trying.
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "the pass to end with three queued", || {
+            (metric(addr, "edgewatch_alert_queue_depth") == 3.0).then_some(())
+        })
+    })
+    .await
+    .unwrap();
     assert_eq!(metric(addr, "edgewatch_smtp_errors_total{class=\"network\"}"), 1.0);
     server.up();
     // A new clip wakes the watchdog (inotify); it is delivered, and the three waiting ones follow
@@ -389,7 +407,6 @@ async fn clips_waiting_on_a_down_relay_go_as_soon_as_it_answers() {
     put_clip(&cfg.clip.spool_dir, "20260101T000009.000Z-cam0", "cam0", true);
     wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(25), "all four delivered and deleted").await;
     assert!(t0.elapsed() < Duration::from_secs(25));
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut ids: Vec<String> = server.messages().iter().map(|(raw, _)| header(raw, "X-Edgewatch-Event")).collect();
     ids.sort();
     assert_eq!(ids.len(), 4, "{ids:?}");
@@ -430,7 +447,6 @@ async fn a_connection_dropped_mid_transfer_is_retried_and_delivered_once() {
     let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
     put_clip(&cfg.clip.spool_dir, "20260101T000002.000Z-cam0", "cam0", true);
     wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(30), "delivery").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(server.messages().len(), 1);
     let addr = running.http_addr;
     let body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").1).await.unwrap();
@@ -497,11 +513,16 @@ async fn a_partial_file_without_the_rename_protocol_is_never_sent() {
     let (_, _, side) = real_clip();
     let json = serde_json::to_vec(&side).unwrap();
     std::fs::write(spool_dir.join("20260101T000005.000Z-cam0.json"), &json[..json.len() / 2]).unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The half-written sidecar is not an alert; it is kept for a human in failed/. That move is
+    // the sign a pass went over both files; only then is "nothing sent" a finding.
+    let moved = spool_dir.join("failed/20260101T000005.000Z-cam0.json");
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "the half sidecar moved to failed/", || moved.exists().then_some(()))
+    })
+    .await
+    .unwrap();
     assert!(server.messages().is_empty());
     assert!(spool_dir.join("20260101T000004.000Z-cam0.mp4").exists(), "never deleted either");
-    // The half-written sidecar is not an alert; it is kept for a human in failed/.
-    assert!(spool_dir.join("failed/20260101T000005.000Z-cam0.json").exists());
     shutdown.cancel();
     running.wait().await.unwrap();
 }
@@ -710,8 +731,16 @@ async fn a_clip_over_the_attachment_limit_is_sent_as_a_presigned_link() {
     let clip = put_clip(&cfg.clip.spool_dir, id, "cam0", false);
     let clip_bytes = std::fs::read(&clip).unwrap();
 
-    // Too big to attach and not archived yet: nothing is sent.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Too big to attach and not archived yet: nothing is sent. A pass has seen it once the
+    // queue gauge (set at the end of each pass) counts it.
+    let addr = running.http_addr;
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "a pass over the clip", || {
+            (metric(addr, "edgewatch_alert_queue_depth") == 1.0).then_some(())
+        })
+    })
+    .await
+    .unwrap();
     assert!(server.messages().is_empty(), "sent before there was anything to link to");
 
     // The detector's archiver would upload and then write the marker; do the same.
