@@ -194,6 +194,8 @@ log "tools: $(nix-instantiate --version), deadnix $DEADNIX_VERSION, nixpkgs-fmt 
   check "option ledger check fails on fake options (negative controls)" python3 .ci/nix-option-ledger.py --self-test
   check "VM test scripts call only test-driver methods that exist" python3 .ci/vm-test-calls.py
   check "VM test-call check rejects an unknown method" python3 .ci/vm-test-calls.py --self-test
+  check "promises ledger: every claim in the docs has a test that exists" python3 .ci/promises-check.py
+  check "promises ledger check catches each kind of gap (self-test)" python3 .ci/promises-check.py --self-test
   check "hydra/spec.json keys" hydra_spec
   check "kustomize k3s/ (base)" render "$work/rendered.yaml"
   check "kustomize k3s/ + tests/vm/overlay" render "$work/rendered-vm.yaml" tests/vm/overlay
