@@ -57,11 +57,22 @@ deploy() {
   local host=$1 top state deadline
   top=$(cat "$workdir/$host.toplevel")
   log "$host: copying $top"
-  nix copy --to "ssh-ng://$ssh_user@$(address "$host")" "$top"
+  # deploy only ever runs as the operand of `if !` or `&&`, where bash
+  # ignores `set -e`: check each step here. Unchecked, a failed copy or
+  # systemd-run went on to poll the status an earlier activation left on the
+  # node ("done: generation N") and counted the node as upgraded; for the
+  # canary that meant deploying everything else behind an untested canary.
+  if ! nix copy --to "ssh-ng://$ssh_user@$(address "$host")" "$top"; then
+    log "$host: FAILED, nix copy failed"
+    return 1
+  fi
   echo touched >"$workdir/$host.touched"
   # Absolute path: a transient unit does not get a login shell's PATH.
-  ssh_ "$host" systemd-run --unit=edgewatch-rollout --collect --quiet \
-    /run/current-system/sw/bin/edgewatch-activate --run "$top"
+  if ! ssh_ "$host" systemd-run --unit=edgewatch-rollout --collect --quiet \
+    /run/current-system/sw/bin/edgewatch-activate --run "$top"; then
+    log "$host: FAILED, could not start edgewatch-activate (had it started, it rolls itself back unconfirmed)"
+    return 1
+  fi
   deadline=$((SECONDS + poll_timeout))
   while [ "$SECONDS" -lt "$deadline" ]; do
     sleep 5
