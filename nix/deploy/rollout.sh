@@ -27,6 +27,15 @@ canary=$(jq -r '.canary // empty' "$plan")
 mapfile -t rest < <(jq -r '.rest[]' "$plan")
 if [ "$#" -gt 0 ]; then
   # Deploy only the named nodes; the canary still goes first if named.
+  # Refuse any other word: ignoring a misspelt node deployed less than asked
+  # (or nothing, with exit 0), and ignoring an option after a node name
+  # (`rollout pi4-node-02 --dry-run`) deployed for real.
+  for n in "$@"; do
+    if [[ " $canary ${rest[*]} " != *" $n "* ]]; then
+      echo "rollout: not a node of the rollout plan: $n (usage: rollout [--dry-run] [NODE...]; nodes: $canary ${rest[*]})" >&2
+      exit 2
+    fi
+  done
   selected=" $* "
   [[ $selected == *" $canary "* ]] || canary=""
   filtered=()
