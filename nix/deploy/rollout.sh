@@ -6,8 +6,9 @@
 # 2. deploys the canary, waits for its health gate and confirms it,
 # 3. deploys the remaining nodes in parallel, same gate,
 # 4. if any node fails, rolls back every node this run upgraded.
-# A node that fails its own gate (or loses SSH) rolls itself back
-# (nix/deploy/activate.sh); step 4 only handles the others.
+# A node that fails its own gate (or loses SSH before it is confirmed) rolls
+# itself back (nix/deploy/activate.sh); step 4 handles the others, including
+# a node lost after its confirmation (it may hold the new generation).
 #
 # Site data (names, addresses, canary) comes from nixos/site.nix through the
 # flake (ROLLOUT_PLAN, a JSON file written by Nix). Environment:
@@ -62,6 +63,7 @@ build() {
 
 # deploy HOST: copy, activate in a transient unit, poll, confirm. Exit status
 # 0 = done, 1 = failed (the node rolled itself back or never came back).
+# $workdir/HOST.done marks a node this run upgraded (or confirmed).
 deploy() {
   local host=$1 top state deadline
   top=$(cat "$workdir/$host.toplevel")
@@ -89,6 +91,10 @@ deploy() {
     state=$(ssh_ "$host" edgewatch-activate --status 2>/dev/null || echo unreachable)
     case "$state" in
       awaiting-confirmation)
+        # Counted as upgraded from the moment it may hold our confirmation:
+        # it then keeps the new generation even if its "done" never reaches
+        # us (SSH lost, deadline), so roll_back_touched must include it.
+        touch "$workdir/$host.done"
         ssh_ "$host" edgewatch-activate --confirm
         ;;
       done:*)
@@ -102,7 +108,11 @@ deploy() {
       *) log "$host: $state" ;;
     esac
   done
-  log "$host: no result within ${poll_timeout}s; it rolls itself back when unconfirmed"
+  if [ -e "$workdir/$host.done" ]; then
+    log "$host: no result within ${poll_timeout}s after its confirmation; it may be upgraded"
+  else
+    log "$host: no result within ${poll_timeout}s; it rolls itself back when unconfirmed"
+  fi
   return 1
 }
 
@@ -111,7 +121,7 @@ roll_back_touched() {
   for f in "$workdir"/*.done; do
     [ -e "$f" ] || continue
     host=$(basename "$f" .done)
-    log "$host: rolling back (another node failed)"
+    log "$host: rolling back (the rollout failed)"
     ssh_ "$host" edgewatch-activate --rollback || log "$host: ROLLBACK FAILED, check by hand"
   done
 }
@@ -130,6 +140,8 @@ fi
 if [ -n "$canary" ]; then
   log "canary: $canary"
   if ! deploy "$canary"; then
+    # A canary lost after its confirmation may be upgraded: roll it back.
+    roll_back_touched
     log "canary failed; stopping before any other node is touched"
     exit 1
   fi

@@ -10,7 +10,8 @@
 #               switching, gating, awaiting-confirmation; --confirm makes it
 #               "done: generation 42"; $FAIL_GATE's gate fails with $GATE_MSG
 #               (the node rolls itself back); $LOST stops answering after
-#               --run; $FAIL_RUN's systemd-run fails; --rollback goes back to
+#               --run, $LOST_AFTER_CONFIRM after it was confirmed (and so
+#               stays upgraded); $FAIL_RUN's systemd-run fails; --rollback goes back to
 #               generation 41. Nodes in $BARRIER stay "gating" until every one
 #               of them has been started, so the rest only get past their gate
 #               when they really are deployed in parallel. Before a run every
@@ -23,7 +24,7 @@
 # atomic), which the checks compare.
 #
 # Cases: all healthy; the canary fails its gate; a later node fails its gate;
-# a later node loses SSH; `nix copy` fails (later node, canary); systemd-run
+# a later node loses SSH (before or after its confirmation); `nix copy` fails (later node, canary); systemd-run
 # fails; --dry-run; a build fails; named nodes; a misplaced --dry-run or an
 # unknown node name; a plan without canary.
 # Prerequisites: bash, coreutils, grep, sed, jq (rollout.sh itself uses jq).
@@ -129,6 +130,10 @@ n=$STUB_DIR/$node
 cmd="$*"
 set_status() { echo "$1" >"$n.status"; }
 status=$(cat "$n.status")
+if [ "$node" = "${LOST_AFTER_CONFIRM:-}" ] && [ -e "$n.confirmed" ]; then
+  record "ssh $node $dest $* -> connection timed out"
+  exit 255
+fi
 case "$cmd" in
   "systemd-run --unit=edgewatch-rollout --collect --quiet /run/current-system/sw/bin/edgewatch-activate --run "*)
     top=${cmd##* }
@@ -175,6 +180,7 @@ case "$cmd" in
     if [ "$status" = awaiting-confirmation ]; then
       set_status "done: generation 42"
       echo 42 >"$n.generation"
+      touch "$n.confirmed"
     fi
     ;;
   "edgewatch-activate --rollback")
@@ -288,14 +294,33 @@ check "no node left on the new generation" is "$(generations "${nodes[@]}")" \
   "pi4-node-01=41 pi4-node-02=41 pi4-node-03=41 pi4-node-04=41"
 
 # ---------------------------------------------------------------- 3b. a later node loses SSH
-LOST=pi4-node-02 POLL_TIMEOUT=2 run rest-ssh-lost
+# POLL_TIMEOUT: long enough for the healthy nodes (well under a second here).
+LOST=pi4-node-02 POLL_TIMEOUT=4 run rest-ssh-lost
 check "exit status non-zero" test "$rc" -ne 0
-check "names the node and the timeout" said "rollout: pi4-node-02: no result within 2s; it rolls itself back when unconfirmed"
+check "names the node and the timeout" said "rollout: pi4-node-02: no result within 4s; it rolls itself back when unconfirmed"
 check "the lost node is not confirmed" none 'pi4-node-02 .* --confirm'
 check "every other upgraded node rolled back, canary included" is \
   "$(grep -oE 'ssh pi4-node-0[0-9] .* --rollback$' "$log" | cut -d' ' -f2 | sort | tr '\n' ' ')" "pi4-node-01 pi4-node-03 pi4-node-04 "
 check "no node left on the new generation" is "$(generations "${nodes[@]}")" \
   "pi4-node-01=41 pi4-node-02=41 pi4-node-03=41 pi4-node-04=41"
+
+# Confirmed, then SSH lost before the deployer saw "done": the node is on the
+# new generation, so it is one of the upgraded nodes to roll back (here the
+# rollback cannot reach it either, which must be said).
+LOST_AFTER_CONFIRM=pi4-node-04 POLL_TIMEOUT=4 run rest-ssh-lost-after-confirm
+check "exit status non-zero" test "$rc" -ne 0
+check "names the node as possibly upgraded" said "rollout: pi4-node-04: no result within 4s after its confirmation; it may be upgraded"
+check "every upgraded node rollback tried, canary and the confirmed node included" is \
+  "$(grep -oE 'ssh pi4-node-0[0-9] .* --rollback( ->.*)?$' "$log" | cut -d' ' -f2 | sort | tr '\n' ' ')" "pi4-node-01 pi4-node-02 pi4-node-03 pi4-node-04 "
+check "says the confirmed node could not be rolled back" said "rollout: pi4-node-04: ROLLBACK FAILED, check by hand"
+check "only the unreachable node left on the new generation" is "$(generations "${nodes[@]}")" \
+  "pi4-node-01=41 pi4-node-02=41 pi4-node-03=41 pi4-node-04=42"
+
+LOST_AFTER_CONFIRM=pi4-node-01 POLL_TIMEOUT=4 run canary-ssh-lost-after-confirm
+check "exit status non-zero" test "$rc" -ne 0
+check "names the canary as possibly upgraded" said "rollout: pi4-node-01: no result within 4s after its confirmation; it may be upgraded"
+check "the canary's rollback is tried and its failure said" said "rollout: pi4-node-01: ROLLBACK FAILED, check by hand"
+check "no other node touched" none "$touch_$rest_ "
 
 # ---------------------------------------------------------------- 3c. nix copy fails on a later node
 # The node still says "done: generation 41" from an earlier rollout: that
