@@ -25,6 +25,7 @@ install_tools() {
   command -v nix-instantiate >/dev/null || apt_pkgs+=(nix-bin)
   command -v shellcheck >/dev/null || apt_pkgs+=(shellcheck)
   command -v python3 >/dev/null || apt_pkgs+=(python3 python3-venv)
+  command -v jq >/dev/null || apt_pkgs+=(jq) # nix/deploy/rollout.sh, run by nix/tests/rollout-test.sh
   if [ "${#apt_pkgs[@]}" -gt 0 ]; then
     log "apt-get install ${apt_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -184,6 +185,7 @@ log "tools: $(nix-instantiate --version), deadnix $DEADNIX_VERSION, nixpkgs-fmt 
   check "firmware config.txt sync against files" bash nix/tests/firmware-config-sync-test.sh
   check "Pi throttling flags script against a fake sysfs" bash nix/tests/pi-throttled-test.sh
   check "node preflight against a fake sysfs/procfs/dev tree" bash nix/tests/node-preflight-test.sh
+  check "rollout.sh against stub nix and ssh: builds first, canary, the rest in parallel, upgraded nodes rolled back" bash nix/tests/rollout-test.sh
   check "deadnix --fail" deadnix --fail $(nix_files)
   check "nixpkgs-fmt --check" nixpkgs-fmt --check $(nix_files)
   check "shellcheck" shellcheck -s bash $(shell_files)

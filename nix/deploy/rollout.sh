@@ -6,8 +6,9 @@
 # 2. deploys the canary, waits for its health gate and confirms it,
 # 3. deploys the remaining nodes in parallel, same gate,
 # 4. if any node fails, rolls back every node this run upgraded.
-# A node that fails its own gate (or loses SSH) rolls itself back
-# (nix/deploy/activate.sh); step 4 only handles the others.
+# A node that fails its own gate (or loses SSH before it is confirmed) rolls
+# itself back (nix/deploy/activate.sh); step 4 handles the others, including
+# a node lost after its confirmation (it may hold the new generation).
 #
 # Site data (names, addresses, canary) comes from nixos/site.nix through the
 # flake (ROLLOUT_PLAN, a JSON file written by Nix). Environment:
@@ -27,6 +28,15 @@ canary=$(jq -r '.canary // empty' "$plan")
 mapfile -t rest < <(jq -r '.rest[]' "$plan")
 if [ "$#" -gt 0 ]; then
   # Deploy only the named nodes; the canary still goes first if named.
+  # Refuse any other word: ignoring a misspelt node deployed less than asked
+  # (or nothing, with exit 0), and ignoring an option after a node name
+  # (`rollout pi4-node-02 --dry-run`) deployed for real.
+  for n in "$@"; do
+    if [[ " $canary ${rest[*]} " != *" $n "* ]]; then
+      echo "rollout: not a node of the rollout plan: $n (usage: rollout [--dry-run] [NODE...]; nodes: $canary ${rest[*]})" >&2
+      exit 2
+    fi
+  done
   selected=" $* "
   [[ $selected == *" $canary "* ]] || canary=""
   filtered=()
@@ -53,15 +63,27 @@ build() {
 
 # deploy HOST: copy, activate in a transient unit, poll, confirm. Exit status
 # 0 = done, 1 = failed (the node rolled itself back or never came back).
+# $workdir/HOST.done marks a node this run upgraded (or confirmed).
 deploy() {
   local host=$1 top state deadline
   top=$(cat "$workdir/$host.toplevel")
   log "$host: copying $top"
-  nix copy --to "ssh-ng://$ssh_user@$(address "$host")" "$top"
+  # deploy only ever runs as the operand of `if !` or `&&`, where bash
+  # ignores `set -e`: check each step here. Unchecked, a failed copy or
+  # systemd-run went on to poll the status an earlier activation left on the
+  # node ("done: generation N") and counted the node as upgraded; for the
+  # canary that meant deploying everything else behind an untested canary.
+  if ! nix copy --to "ssh-ng://$ssh_user@$(address "$host")" "$top"; then
+    log "$host: FAILED, nix copy failed"
+    return 1
+  fi
   echo touched >"$workdir/$host.touched"
   # Absolute path: a transient unit does not get a login shell's PATH.
-  ssh_ "$host" systemd-run --unit=edgewatch-rollout --collect --quiet \
-    /run/current-system/sw/bin/edgewatch-activate --run "$top"
+  if ! ssh_ "$host" systemd-run --unit=edgewatch-rollout --collect --quiet \
+    /run/current-system/sw/bin/edgewatch-activate --run "$top"; then
+    log "$host: FAILED, could not start edgewatch-activate (had it started, it rolls itself back unconfirmed)"
+    return 1
+  fi
   deadline=$((SECONDS + poll_timeout))
   while [ "$SECONDS" -lt "$deadline" ]; do
     sleep 5
@@ -69,6 +91,10 @@ deploy() {
     state=$(ssh_ "$host" edgewatch-activate --status 2>/dev/null || echo unreachable)
     case "$state" in
       awaiting-confirmation)
+        # Counted as upgraded from the moment it may hold our confirmation:
+        # it then keeps the new generation even if its "done" never reaches
+        # us (SSH lost, deadline), so roll_back_touched must include it.
+        touch "$workdir/$host.done"
         ssh_ "$host" edgewatch-activate --confirm
         ;;
       done:*)
@@ -82,7 +108,11 @@ deploy() {
       *) log "$host: $state" ;;
     esac
   done
-  log "$host: no result within ${poll_timeout}s; it rolls itself back when unconfirmed"
+  if [ -e "$workdir/$host.done" ]; then
+    log "$host: no result within ${poll_timeout}s after its confirmation; it may be upgraded"
+  else
+    log "$host: no result within ${poll_timeout}s; it rolls itself back when unconfirmed"
+  fi
   return 1
 }
 
@@ -91,7 +121,7 @@ roll_back_touched() {
   for f in "$workdir"/*.done; do
     [ -e "$f" ] || continue
     host=$(basename "$f" .done)
-    log "$host: rolling back (another node failed)"
+    log "$host: rolling back (the rollout failed)"
     ssh_ "$host" edgewatch-activate --rollback || log "$host: ROLLBACK FAILED, check by hand"
   done
 }
@@ -110,6 +140,8 @@ fi
 if [ -n "$canary" ]; then
   log "canary: $canary"
   if ! deploy "$canary"; then
+    # A canary lost after its confirmation may be upgraded: roll it back.
+    roll_back_touched
     log "canary failed; stopping before any other node is touched"
     exit 1
   fi
