@@ -1064,6 +1064,28 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_default_file_gives_the_defaults_and_a_named_one_is_an_error() {
+        let missing = Some(PathBuf::from("/nonexistent/edgewatch.toml"));
+        let c = Config::load(&Sources { file: missing.clone(), file_required: false, env: Vec::new() }).unwrap();
+        assert_eq!(c, Config::default());
+        let e = Config::load(&Sources { file: missing, file_required: true, env: Vec::new() }).unwrap_err();
+        assert!(e.to_string().contains("config file /nonexistent/edgewatch.toml does not exist"), "{e}");
+    }
+
+    #[test]
+    fn plain_smtp_to_a_remote_host_needs_allow_plain_remote() {
+        let toml = "[smtp]\nhost = \"mail.example.com\"\ntls = \"none\"\nto = [\"a@example.com\"]\n";
+        let e = load(toml, &[]).unwrap_err().to_string();
+        assert!(e.contains("would send mail (and credentials) in clear"), "{e}");
+        let c = load(&format!("{toml}allow-plain-remote = true\n"), &[]).unwrap();
+        assert!(c.smtp.allow_plain_remote);
+        assert!(
+            load("[smtp]\nhost = \"localhost\"\ntls = \"none\"\nto = [\"a@example.com\"]\n", &[]).is_ok(),
+            "localhost is fine"
+        );
+    }
+
+    #[test]
     fn a_key_named_file_is_set_by_its_variable_and_others_name_secret_files() {
         let dir = tempfile::tempdir().unwrap();
         let pw = dir.path().join("pw");

@@ -508,6 +508,7 @@ fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSen
                 continue;
             }
         };
+        crate::fault::slow("INFERENCE");
         let input = match pre.tensor(&frame.jpeg) {
             Ok(t) => t,
             Err(e) => {
@@ -652,4 +653,20 @@ fn journal_append(record: &EventRecord, log: &mut Option<FrameLog>, pts: Duratio
 /// `20261126T093000.123Z-cam0`: sorts by time, unique per camera (cooldown separates events).
 pub fn event_id(wall: &DateTime<Utc>, camera: &str) -> String {
     format!("{}-{camera}", wall.format("%Y%m%dT%H%M%S%.3fZ"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_are_the_decisions_utc_time_and_sort_by_it() {
+        let t = "2026-01-01T00:00:00.123Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(event_id(&t, "cam0"), "20260101T000000.123Z-cam0");
+        let later = t + chrono::Duration::milliseconds(877);
+        let much_later = t + chrono::Duration::days(400);
+        let mut ids = vec![event_id(&much_later, "cam0"), event_id(&later, "cam0"), event_id(&t, "cam0")];
+        ids.sort();
+        assert_eq!(ids, [event_id(&t, "cam0"), event_id(&later, "cam0"), event_id(&much_later, "cam0")]);
+    }
 }

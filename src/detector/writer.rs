@@ -121,6 +121,11 @@ impl Reserve {
         r
     }
 
+    /// Whether the reserve is asked for and not in place.
+    fn wanted(&self) -> bool {
+        self.size > 0 && !self.present.load(Ordering::Acquire)
+    }
+
     /// Sets the reserve aside again if it was used and the spool has room for it.
     fn ensure(&self) {
         if self.size == 0 || self.present.load(Ordering::Acquire) {
@@ -219,10 +224,21 @@ pub(super) fn writer_loop(ctx: &Ctx, rx: Receiver<Job>, arch_tx: mpsc::Unbounded
     let mut w = Writer { ctx, arch_tx, held: VecDeque::new(), out: Written::default() };
     let mut delay = RETRY_MIN;
     loop {
-        let job = if w.held.is_empty() {
+        let job = if w.held.is_empty() && !ctx.reserve.wanted() {
             match rx.recv() {
                 Ok(j) => Some(j),
                 Err(_) => break,
+            }
+        } else if w.held.is_empty() {
+            // The reserve was used: set it aside again as soon as the spool has room (the
+            // watchdog frees it), before the next full-spool event needs it.
+            match rx.recv_timeout(RETRY_MAX) {
+                Ok(j) => Some(j),
+                Err(RecvTimeoutError::Timeout) => {
+                    ctx.reserve.ensure();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         } else {
             match rx.recv_timeout(delay) {
@@ -426,6 +442,7 @@ impl Writer<'_> {
             return Err(WriteError::BelowMinFree { free, min });
         }
         // The clip first, the sidecar last: a sidecar in the spool means the clip is complete.
+        crate::fault::io_error("clip-write")?;
         spool::commit(spool_dir, &files[..1])?;
         crash_point("after-clip-rename");
         spool::commit(spool_dir, &files[1..])?;

@@ -77,6 +77,9 @@ mod tests {
     use super::*;
     use tract_linalg::mmm::MmmDispatch;
 
+    /// The switch is process-wide: the tests that read or flip it take turns.
+    static SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// The kernel this build runs for an f32 product of these dims (name, nr), and the one tract
     /// alone would.
     fn picks(m: usize, k: usize, n: usize) -> ((String, usize), Option<&'static str>) {
@@ -89,6 +92,7 @@ mod tests {
 
     #[test]
     fn tiny_k_products_get_wide_tiles_and_the_rest_keep_tracts_choice() {
+        let _switch = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
         if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
             eprintln!("skipped: tract's x86 matrix kernels need AVX2 and FMA");
             return;
@@ -102,6 +106,32 @@ mod tests {
         for (m, k, n) in [(49, 144, 24), (144, 24, 49), (1280, 112, 16), (256, 1280, 1)] {
             let ((ours, _), tract) = picks(m, k, n);
             assert_eq!(Some(ours.as_str()), tract, "m={m} k={k} n={n}");
+        }
+    }
+
+    /// The tier changes which kernel runs, not what it computes: the demo backbone's features
+    /// on real frames are bit for bit the same with it and without it.
+    #[test]
+    fn wide_tiles_give_bit_identical_features() {
+        use crate::infer::Engine;
+        let bundle = crate::model::ModelBundle::from_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("model/demo"),
+            "",
+        )
+        .unwrap();
+        let mut avi = crate::source::AviReader::new(std::io::Cursor::new(crate::demo::DEMO_VIDEO)).unwrap();
+        let frames: Vec<Vec<u8>> = (0..150).filter_map(|_| avi.next_frame().unwrap()).step_by(30).collect();
+        // Plans keep the kernels chosen when they were optimised: one engine of each.
+        let _switch = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+        set_enabled(false);
+        let tracts = Engine::load(&bundle, 1);
+        set_enabled(true);
+        let (tracts, wide) = (tracts.unwrap(), Engine::load(&bundle, 1).unwrap());
+        let (mut pt, mut pw) = (tracts.preprocessor(), wide.preprocessor());
+        for jpeg in &frames {
+            let a = tracts.feature(pt.tensor(jpeg).unwrap()).unwrap();
+            let b = wide.feature(pw.tensor(jpeg).unwrap()).unwrap();
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "features differ");
         }
     }
 }

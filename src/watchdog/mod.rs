@@ -115,6 +115,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         config_problem: None,
         health,
         lock,
+        decided: Arc::default(),
     };
     let handle = tokio::spawn(wd.run(shutdown));
     Ok(Running { http_addr, handle })
@@ -151,6 +152,8 @@ struct Watchdog {
     health: Arc<Health>,
     /// Held during each pass, so `watch --retry-failed` never moves files under a pass.
     lock: state::SpoolLock,
+    /// Set by the watcher when an event record appears (open events go first, even mid-pass).
+    decided: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn remove_if_exists(p: &Path) -> std::io::Result<()> {
@@ -253,6 +256,7 @@ impl Watchdog {
 
     /// inotify (through notify) on the spool; `None` means polling.
     fn start_watcher(&self, kick: mpsc::Sender<()>) -> anyhow::Result<Option<notify::RecommendedWatcher>> {
+        let decided = self.decided.clone();
         let mode = self.cfg.watch.mode;
         let label = |m: &'static str| self.metrics.watch_mode.get_or_create(&ModeLabel { mode: m }).set(1);
         if mode == WatchMode::Poll {
@@ -268,13 +272,16 @@ impl Watchdog {
                 if matches!(ev.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) {
                     return;
                 }
-                let relevant = ev.paths.iter().any(|p| {
-                    matches!(
-                        p.extension().and_then(|e| e.to_str()),
-                        Some(spool::EVENT_EXT | spool::SIDECAR_EXT | spool::ARCHIVED_EXT)
-                    )
-                });
-                if relevant {
+                let ext = |p: &std::path::PathBuf| p.extension().and_then(|e| e.to_str()).map(str::to_string);
+                let exts: Vec<String> = ev.paths.iter().filter_map(ext).collect();
+                if exts.iter().any(|e| e == spool::EVENT_EXT) {
+                    // A new decision: the pass under way cuts short its clip emails for it.
+                    decided.store(true, std::sync::atomic::Ordering::Release);
+                }
+                if exts
+                    .iter()
+                    .any(|e| [spool::EVENT_EXT, spool::SIDECAR_EXT, spool::ARCHIVED_EXT].contains(&e.as_str()))
+                {
                     let _ = kick.try_send(());
                 }
             }
@@ -322,7 +329,13 @@ impl Watchdog {
         // Events still open first: their first alert is the one that must leave at once.
         let open: Vec<&String> = ids.iter().filter(|id| !ClipPaths::new(&self.spool, id).sidecar.exists()).collect();
         let closed = ids.iter().filter(|id| !open.contains(id));
+        self.decided.store(false, std::sync::atomic::Ordering::Release);
         for id in open.iter().copied().chain(closed) {
+            // A decision while clip emails go out: its first alert must not wait behind them.
+            if !open.contains(&id) && self.decided.load(std::sync::atomic::Ordering::Acquire) {
+                self.relay_back = true; // the next pass starts at once
+                break;
+            }
             if self.retry.get(id).is_some_and(|b| b.due > now) {
                 continue;
             }

@@ -231,6 +231,10 @@ fn check_config_checks_the_world_with_an_exit_status_per_class() {
     };
     let (code, err) = run(&good, &[], &[]);
     assert_eq!(code, Some(0), "the good world passes: {err}");
+    // Without side effects: the directories it checked can be created, and were not.
+    for never in ["spool", "archive", "outbox"] {
+        assert!(!d.join(never).exists(), "check-config created {never}");
+    }
     let model = test_model().display().to_string();
     let cases: Vec<WorldCase> = vec![
         (
@@ -305,6 +309,21 @@ fn check_config_checks_the_world_with_an_exit_status_per_class() {
             7,
             vec!["`smtp.ca-file`".into()],
         ),
+        (
+            good.replace(
+                "min-free-space = \"1 MiB\"",
+                &format!("min-free-space = \"1 MiB\"\nframe-journal = \"{}\"", not_a_device.join("frames").display()),
+            ),
+            vec![],
+            5,
+            vec!["[spool] `clip.frame-journal`".into()],
+        ),
+        (
+            good.replace(&d.join("outbox").display().to_string(), &not_a_device.join("outbox").display().to_string()),
+            vec![],
+            7,
+            vec!["[smtp] `smtp.outbox-dir`".into()],
+        ),
     ];
     let mut failures = Vec::new();
     for (toml, env, want_code, needles) in &cases {
@@ -376,4 +395,88 @@ fn check_config_online_asks_s3_and_smtp() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("servers answered"), "{err}");
     assert_eq!(smtp.messages().len(), 0, "nothing was sent");
+}
+
+/// The README's configuration tables give every key's default as the binary has it: each
+/// literal default in a table is the value `check-config --print` shows for an empty file, and
+/// every key of the printed configuration is in a table. The watchdog's table is checked
+/// against `--role watchdog` (its port is 9871).
+#[test]
+fn the_documented_defaults_are_the_binarys() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let printed = |role: &str| -> toml::Table {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("empty.toml");
+        std::fs::write(&f, "").unwrap();
+        let out = Command::new(bin())
+            .args(["check-config", "--file-only", "--print", "--role", role])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().parse().unwrap()
+    };
+    let (detector, watchdog) = (printed("detector"), printed("watchdog"));
+    let value = |t: &toml::Table, key: &str| -> Option<String> {
+        let mut cur = toml::Value::Table(t.clone());
+        for part in key.split('.') {
+            cur = cur.as_table()?.get(part)?.clone();
+        }
+        Some(match cur {
+            toml::Value::String(s) => s,
+            toml::Value::Array(a) if a.is_empty() => "[]".into(),
+            other => other.to_string(),
+        })
+    };
+    // Durations and sizes may be written differently (`5m` and `300s`, `64 MiB` and `64.0 MiB`).
+    let same = |doc: &str, bin: &str| {
+        let d = humantime::parse_duration(doc).ok().zip(humantime::parse_duration(bin).ok());
+        let b = doc.parse::<bytesize::ByteSize>().ok().zip(bin.parse::<bytesize::ByteSize>().ok());
+        doc == bin || d.is_some_and(|(x, y)| x == y) || b.is_some_and(|(x, y)| x == y)
+    };
+    let watchdog_at = readme.find("## The watchdog").expect("a watchdog section");
+    let model_at = readme.find("## The model contract").expect("a model contract section");
+    let mut documented = std::collections::BTreeSet::new();
+    let mut wrong = Vec::new();
+    let mut at = 0;
+    for line in readme.lines() {
+        let here = at;
+        at += line.len() + 1;
+        if !line.starts_with("| `") {
+            continue;
+        }
+        let cells: Vec<&str> = line.split(" | ").collect();
+        if cells.len() < 3 {
+            continue;
+        }
+        let keys: Vec<&str> = cells[0].trim_start_matches("| ").split(", ").map(|k| k.trim_matches('`')).collect();
+        let defaults: Vec<&str> = cells[1].split(", ").map(str::trim).collect();
+        let table = if (watchdog_at..model_at).contains(&here) { &watchdog } else { &detector };
+        for (i, key) in keys.iter().enumerate() {
+            let Some(bin) = value(table, key) else { continue }; // not a configuration key
+            documented.insert(key.to_string());
+            let Some(doc) = defaults.get(i).filter(|d| d.starts_with('`') && d.ends_with('`')) else { continue };
+            let doc = doc.trim_matches('`').trim_matches('"');
+            if !same(doc, &bin) {
+                wrong.push(format!("{key}: README says `{doc}`, the binary has `{bin}`"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The reverse: every key the binary has is in a table (optional keys, unset by default,
+    // are not printed, so they are not asked for here).
+    fn keys(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(inner) => keys(&path, inner, out),
+                _ => out.push(path),
+            }
+        }
+    }
+    let mut all = Vec::new();
+    keys("", &detector, &mut all);
+    let missing: Vec<&String> = all.iter().filter(|k| !documented.contains(*k)).collect();
+    assert!(missing.is_empty(), "keys the README's tables do not list: {missing:?}");
+    assert_eq!(value(&watchdog, "http.listen").as_deref(), Some("0.0.0.0:9871"), "the watchdog's own port");
 }

@@ -17,6 +17,11 @@ use crate::common::*;
 
 /// Predicts the first trigger (media seconds) from the frames themselves and the model's formula.
 fn predict_trigger(video: &Path, k: usize, n: usize) -> f64 {
+    predict_trigger_at(video, k, n, 0.5)
+}
+
+/// [`predict_trigger`] with another threshold than the model's 0.5.
+fn predict_trigger_at(video: &Path, k: usize, n: usize, threshold: f64) -> f64 {
     let mut r = AviReader::new(BufReader::new(File::open(video).unwrap())).unwrap();
     let fps = r.info().fps;
     let mut sampler = Sampler::new(5.0);
@@ -40,7 +45,7 @@ fn predict_trigger(video: &Path, k: usize, n: usize) -> f64 {
         }
         let m = window.iter().sum::<f64>() / 16.0;
         let score = 1.0 / (1.0 + (-40.0 * (m - 0.6)).exp());
-        recent.push_back(score >= 0.5);
+        recent.push_back(score >= threshold);
         if recent.len() > n {
             recent.pop_front();
         }
@@ -546,6 +551,9 @@ async fn a_failing_camera_backs_off_is_counted_and_comes_back() {
     assert_eq!(failures, 9.0, "every failure counted, open and read alike:\n{body}");
     // Not ready while it was failing, ready when frames flowed, and at the end.
     assert!(seen.contains(&(503, 0.0)) && seen.contains(&(200, 1.0)), "{seen:?}");
+    // During the stall the camera is open (camera_up 1) but no frame comes: not ready once
+    // http.stale-after (700 ms) has passed.
+    assert!(seen.contains(&(503, 1.0)), "not ready during the stall: {seen:?}");
     assert!(seen.iter().filter(|s| **s == (200, 1.0)).count() >= 2, "ready, then not, then ready again: {seen:?}");
     // Media time went on across the gaps: the sampler (5 of 15 fps) takes a frame only once
     // media time passes its next slot, so had a reopened camera's clock restarted at zero, the
@@ -558,4 +566,182 @@ async fn a_failing_camera_backs_off_is_counted_and_comes_back() {
         summary.frames_inferred,
         summary.frames_captured
     );
+}
+
+/// `decision.threshold` overrides the manifest's: set in the file or the environment, the event
+/// fires when the model's formula crosses the new threshold (later than at the manifest's 0.5),
+/// and the record and sidecar carry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_threshold_overrides_the_manifests() {
+    init_logs();
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "12", "--burst", "4", "--after", "10"]);
+    let at_half = predict_trigger(&video, 3, 5);
+    let at_high = predict_trigger_at(&video, 3, 5, 0.9999);
+    assert!(at_high > at_half, "the higher threshold fires later: {at_high} vs {at_half}");
+    for from_env in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, if from_env { String::new() } else { "[decision]\nthreshold = 0.9999\n".into() }).unwrap();
+        let env: Vec<(String, String)> =
+            if from_env { vec![("EDGEWATCH_DECISION__THRESHOLD".into(), "0.9999".into())] } else { Vec::new() };
+        let loaded =
+            edgewatch::config::Config::load(&edgewatch::config::Sources { file: Some(f), file_required: true, env })
+                .unwrap();
+        let mut cfg = test_config(dir.path(), &video);
+        cfg.decision = loaded.decision;
+        let summary = edgewatch::detector::run(cfg.clone(), CancellationToken::new()).await.unwrap();
+        assert_eq!(summary.events.len(), 1, "{summary:#?}");
+        let ev = &summary.events[0];
+        assert!((ev.trigger_at - at_high).abs() <= 0.21, "fired at {} s, the formula says {at_high} s", ev.trigger_at);
+        let side: Sidecar = spool::read_sidecar(&ev.clip.with_extension("json")).unwrap();
+        assert_eq!(side.threshold, 0.9999);
+        let record = spool::read_event(&ev.clip.with_extension("event")).unwrap();
+        assert_eq!(record.threshold, 0.9999);
+        // The id is the decision's UTC time (to the millisecond) and the camera.
+        assert_eq!(side.event_id, format!("{}-cam0", record.event_time.format("%Y%m%dT%H%M%S%.3fZ")));
+    }
+}
+
+/// `edgewatch demo --realtime` plays the video at its own frame rate; without the flag it goes
+/// as fast as it can.
+#[test]
+fn the_demo_plays_in_real_time_only_when_asked() {
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "3", "--burst", "0.2", "--after", "3"]);
+    let length = 6.2; // seconds of video: 93 frames at 15 fps
+    let run = |realtime: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Command::new(bin());
+        c.args(["demo", "--out"]).arg(dir.path()).arg("--video").arg(&video).env_remove("EDGEWATCH_CONFIG");
+        if realtime {
+            c.arg("--realtime");
+        }
+        let t = Instant::now();
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (t.elapsed().as_secs_f64(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (paced, out) = run(true);
+    assert!(paced >= length - 0.2, "--realtime took {paced:.1} s for {length} s of video: {out}");
+    assert!(out.contains("93 frames captured"), "{out}");
+    let (fast, _) = run(false);
+    assert!(fast < paced - 1.0, "without --realtime: {fast:.1} s, with: {paced:.1} s");
+}
+
+/// Capture never waits for inference, and inference skips frames, never the clip: with
+/// inference slower than the sampling (250 ms per frame against 200 ms; the fault-injection
+/// build's slow step), every frame of a paced video is captured, none is dropped, sampled frames
+/// are skipped for inference and counted, and the event's clip holds every frame of its span.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn slow_inference_skips_sampled_frames_never_captured_ones() {
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "4", "--burst", "4", "--after", "5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("detector.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "node = \"slow\"\n[log]\nformat = \"json\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [source]\nkind = \"file\"\npath = \"{}\"\npace = \"realtime\"\n[model]\nsource = \"{}\"\ncache-dir = \"{}\"\n\
+             [clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MiB\"\n",
+            video.display(),
+            test_model().display(),
+            dir.path().join("cache").display(),
+            dir.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(&conf)
+        .arg("detect")
+        .env("EW_TEST_SLOW_INFERENCE_MS", "250")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, Duration::from_secs(20));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The last scrape before the end of the video (13 s at 15 fps).
+    let mut body = String::new();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if let Ok(s) = std::net::TcpStream::connect(addr) {
+            drop(s);
+            let (code, b) = http_get(addr, "/metrics");
+            if code == 200 {
+                body = b;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let v = |name: &str| sample(&body, name);
+    let frames = 13 * 15;
+    assert!(v("edgewatch_frames_captured_total") >= (frames - 3) as f64, "every frame captured:\n{body}");
+    assert_eq!(v("edgewatch_frames_dropped_total"), 0.0, "none lost before the clip ring");
+    assert!(v("edgewatch_frames_inference_skipped_total") >= 5.0, "inference fell behind and skipped:\n{body}");
+    let ids = spool::complete_clips(&dir.path().join("spool")).unwrap();
+    assert_eq!(ids.len(), 1, "the burst is detected all the same");
+    let side = spool::read_sidecar(&spool::ClipPaths::new(&dir.path().join("spool"), &ids[0]).sidecar).unwrap();
+    let span = (side.clip_end - side.clip_start).num_milliseconds() as f64 / 1000.0;
+    let expected = (span * 15.0).round() as usize + 1;
+    assert_eq!(side.frames, expected, "every captured frame of the clip's {span} s is in it");
+}
+
+/// The metric names the README lists are the ones each role serves (`edgewatch_` prefixed), no
+/// more, no fewer: the detector's "Metrics" section, and the watchdog's list in its section.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_the_readme_lists_are_the_ones_served() {
+    init_logs();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let listed = |from: &str, to: &str| -> std::collections::BTreeSet<String> {
+        let start = readme.find(from).unwrap_or_else(|| panic!("no `{from}` in README.md"));
+        let text = &readme[start..start + readme[start..].find(to).unwrap()];
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|name| name.split('{').next().unwrap().to_string())
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .map(|n| format!("edgewatch_{n}"))
+            .collect()
+    };
+    let served = |body: &str| -> std::collections::BTreeSet<String> {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(String::from)
+            .collect()
+    };
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "5", "--burst", "3", "--after", "7"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), &video);
+    cfg.source.pace = edgewatch::config::Pace::Realtime;
+    let stop = CancellationToken::new();
+    let detector = edgewatch::detector::start(cfg.clone(), stop.clone()).await.unwrap();
+    let watchdog = edgewatch::watchdog::start(cfg.clone(), stop.clone()).await.unwrap();
+    let (d, w) = (detector.http_addr, watchdog.http_addr);
+    // Once the model is loaded and frames flow (model_info is set then).
+    let (dbody, wbody) = tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "the detector ready", || (http_get(d, "/readyz").0 == 200).then_some(()));
+        (http_get(d, "/metrics").1, http_get(w, "/metrics").1)
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+    detector.wait().await.unwrap();
+    watchdog.wait().await.unwrap();
+    let mut doc_detector = listed("Counters: `frames_captured_total`", "## Benchmarks");
+    doc_detector.retain(|n| n != "edgewatch_prefix");
+    let doc_watchdog = listed("Metrics: `alerts_sent_total`", "## The model contract");
+    let common = ["edgewatch_build_info".to_string()];
+    let served_detector = served(&dbody);
+    let mut served_watchdog = served(&wbody);
+    for c in &common {
+        assert!(served_watchdog.remove(c), "{c} served by the watchdog too");
+    }
+    // build_info is listed once, with the detector's, and served by both.
+    assert_eq!(doc_detector, served_detector, "the detector: README (left) vs /metrics (right)");
+    assert_eq!(doc_watchdog, served_watchdog, "the watchdog: README (left) vs /metrics (right)");
 }

@@ -498,3 +498,120 @@ fn sigkill_of_the_detector_loses_no_event() {
         );
     }
 }
+
+/// The reserve is what lets an event be recorded on a full spool: with the spool filled to the
+/// last block, the next decision's record and still are written (the reserve given back for
+/// them) and its first alert goes out; once space frees, the clip follows and the reserve is set
+/// aside again. With `clip.reserve = 0` there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reserve_lets_an_event_be_recorded_on_a_full_spool() {
+    init_logs();
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "5", "--burst", "3", "--after", "7"]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    // Room for a 10 s clip (about 1.9 MB at 1500 kbit/s) and then some.
+    let _tmpfs = Tmpfs::mount(&spool_dir, 4 << 20);
+    let (server, mut cfg) = plain_smtp(dir.path(), &[]);
+    cfg.source.path = Some(video.clone());
+    cfg.source.pace = Pace::Realtime;
+    cfg.clip.spool_dir = spool_dir.clone();
+    cfg.clip.min_free_space = bytesize::ByteSize::kib(16);
+    cfg.clip.reserve = bytesize::ByteSize::kib(256);
+    cfg.archive.target = dir.path().join("archive").display().to_string();
+    cfg.watch.spool_min_free = bytesize::ByteSize::kib(1);
+    let shutdown = CancellationToken::new();
+    let watchdog = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let detector = edgewatch::detector::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    let reserve = spool_dir.join(".reserve");
+    // Set aside at start; then the rest of the spool is filled to the last block.
+    let (r, s) = (reserve.clone(), spool_dir.clone());
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), "the reserve set aside", || r.exists().then_some(()));
+        let mut f = std::fs::File::create(s.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    })
+    .await
+    .unwrap();
+    assert!(edgewatch::spool::free_space(&spool_dir).unwrap() < 64 * 1024, "full");
+    server.wait_for(1, "the first alert, on a full spool").await;
+    assert!(!reserve.exists(), "given back for the record");
+    let m = mails(&server);
+    assert_eq!(m[0].kind, "snapshot");
+    // Space frees: the clip follows, and the reserve is set aside again.
+    std::fs::remove_file(spool_dir.join("filler")).unwrap();
+    let summary = detector.wait().await.unwrap();
+    assert_eq!(summary.events.len(), 1, "{summary:#?}");
+    server.wait_for(2, "the clip").await;
+    // Delivered and deleted, the spool has room again: the reserve is set aside (within one
+    // of the writer's 5 s retries).
+    let r = reserve.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(20), "the reserve set aside again", || r.exists().then_some(()))
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    watchdog.wait().await.unwrap();
+
+    // No reserve asked for, none made.
+    let other = dir.path().join("spool0");
+    let mut cfg0 = crate::common::test_config(
+        dir.path(),
+        &fixture_video(&["--size", "320x240", "--calm", "2", "--burst", "0.2", "--after", "1"]).0,
+    );
+    cfg0.clip.spool_dir = other.clone();
+    cfg0.clip.reserve = bytesize::ByteSize::b(0);
+    edgewatch::detector::run(cfg0, CancellationToken::new()).await.unwrap();
+    assert!(other.is_dir() && !other.join(".reserve").exists());
+}
+
+/// A clip the spool refuses for another reason than space (here an I/O error, from the
+/// fault-injection build's failing step) is tried three times, then its event is closed as
+/// "clip unavailable: it could not be written (...)", and the watchdog mails that reason.
+#[cfg(feature = "fault-injection")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_that_cannot_be_written_closes_its_event_with_the_reason() {
+    init_logs();
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "5", "--burst", "3", "--after", "7"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut cfg) = plain_smtp(dir.path(), &[]);
+    cfg.archive.target = dir.path().join("archive").display().to_string();
+    let conf = dir.path().join("detector.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "node = \"eio\"\n[http]\nlisten = \"127.0.0.1:0\"\n[source]\nkind = \"file\"\npath = \"{}\"\npace = \"fast\"\n\
+             [model]\nsource = \"{}\"\ncache-dir = \"{}\"\n[clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MiB\"\n\
+             [archive]\ntarget = \"{}\"\n",
+            video.display(),
+            test_model().display(),
+            dir.path().join("cache").display(),
+            cfg.clip.spool_dir.display(),
+            cfg.archive.target
+        ),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let watchdog = edgewatch::watchdog::start(cfg.clone(), stop.clone()).await.unwrap();
+    // The detector in its own process: the failing step is set in its environment only.
+    let out = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&conf)
+        .arg("detect")
+        .env("EW_TEST_FAIL_AT", "clip-write")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(log.matches("cannot write to the spool; held in memory and retried").count(), 1, "logged once: {log}");
+    assert!(log.contains("giving up on the clip"), "{log}");
+    wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(30), "the event delivered and deleted").await;
+    stop.cancel();
+    watchdog.wait().await.unwrap();
+    let m = mails(&server);
+    let follow = m.iter().find(|x| x.kind == "no-clip").expect("the follow-up");
+    let text = text_of(&follow.raw);
+    assert!(text.contains("clip unavailable: it could not be written") && text.contains("os error 5"), "{text}");
+    assert_eq!(m.len(), 2);
+}

@@ -281,3 +281,64 @@ fn a_bad_onnxruntime_library_path_is_a_clear_error() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains(&prefix) && stderr.contains("No such file or directory"), "{stderr}");
 }
+
+/// Where the onnxruntime library comes from, in a fresh process (`edgewatch demo`, the detector):
+/// `ORT_DYLIB_PATH` alone is enough; with neither it nor `model.onnxruntime-library`, and no
+/// library on the loader's path, the error names the library it looked for. And an engine with
+/// four intra-op threads leaves the CPU alone between frames: its pool does not spin.
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn onnxruntime_is_found_by_ort_dylib_path_and_its_idle_threads_do_not_spin() {
+    let lib = onnxruntime_library();
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = |out: &str, env: &[(&str, &std::ffi::OsStr)], remove: &[&str]| {
+        let mut c = std::process::Command::new(crate::common::bin());
+        c.args(["demo", "--realtime", "--out"])
+            .arg(tmp.path().join(out))
+            .env("EDGEWATCH_MODEL__BACKEND", "onnxruntime");
+        c.env("EDGEWATCH_MODEL__THREADS", "4").env("EDGEWATCH_LOG__LEVEL", "info");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        for k in remove {
+            c.env_remove(k);
+        }
+        c
+    };
+    // ORT_DYLIB_PATH alone; the demo plays its 24 s in real time, so the run is mostly idle.
+    let child = demo("ort", &[("ORT_DYLIB_PATH", lib.as_os_str())], &["EDGEWATCH_MODEL__ONNXRUNTIME_LIBRARY"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let started = std::time::Instant::now();
+    let cpu = |pid: u32| -> f64 {
+        // utime + stime in clock ticks (proc(5)); 100 per second on Linux.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        f.get(11)
+            .zip(f.get(12))
+            .map_or(0.0, |(u, s)| (u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0)) / 100.0)
+    };
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    let (cpu_mid, wall_mid) = (cpu(pid), started.elapsed().as_secs_f64());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("backend=onnxruntime") || stdout.contains("1 event(s)"), "{stdout}");
+    // Four spinning threads would burn about 4 CPU-seconds per second; 5 fps of a tiny model, a
+    // few hundredths. Half a core is a wide margin for start-up and a loaded machine.
+    assert!(cpu_mid < 0.5 * wall_mid, "{cpu_mid:.2} CPU-s in {wall_mid:.1} s of a mostly idle run");
+
+    // Neither set, and nothing on the loader path: the error names the library.
+    let out = demo("none", &[], &["ORT_DYLIB_PATH", "EDGEWATCH_MODEL__ONNXRUNTIME_LIBRARY", "LD_LIBRARY_PATH"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot load the onnxruntime library at") && stderr.contains("libonnxruntime.so"),
+        "{stderr}"
+    );
+}

@@ -193,3 +193,44 @@ async fn model_fetch_verify_and_cache() {
     assert!(e.contains("sha256") && e.contains("backbone.onnx"), "{e}");
     assert!(!nocache.model.cache_dir.join("current").exists());
 }
+
+/// With no keys in the configuration, the AWS credential chain is used: the keys in the
+/// detector's environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`) archive the clip, and
+/// the S3 server, which checks signatures, accepts them.
+#[test]
+fn without_keys_in_the_config_the_aws_credential_chain_is_used() {
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "5", "--burst", "3", "--after", "7"]);
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&dir.path().join("s3"));
+    server.mkbucket("clips");
+    let conf = dir.path().join("detector.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "node = \"chain\"\n[http]\nlisten = \"127.0.0.1:0\"\n[source]\nkind = \"file\"\npath = \"{}\"\npace = \"fast\"\n\
+             [model]\nsource = \"{}\"\ncache-dir = \"{}\"\n[clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MiB\"\n\
+             [archive]\ntarget = \"s3://clips/chain\"\n[s3]\nendpoint = \"{}\"\nforce-path-style = true\n",
+            video.display(),
+            test_model().display(),
+            dir.path().join("cache").display(),
+            dir.path().join("spool").display(),
+            server.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&conf)
+        .arg("detect")
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{log}");
+    let keys: Vec<String> = server.objects("clips").into_iter().map(|(k, _)| k).collect();
+    assert!(keys.iter().any(|k| k.starts_with("chain/chain/") && k.ends_with(".mp4")), "{keys:?}\n{log}");
+    assert!(!log.contains(SECRET_KEY) && !log.contains(ACCESS_KEY), "the environment's keys are not logged");
+}

@@ -206,6 +206,28 @@ pub(crate) fn put_clip(spool_dir: &Path, id: &str, camera: &str, archived: bool)
     p.clip
 }
 
+/// Writes an event's record and still by the detector's protocol (`spool::write_event`), as at
+/// the decision: the event is open until its sidecar follows.
+pub(crate) fn put_event(spool_dir: &Path, id: &str, camera: &str) {
+    let (_, jpg, side) = real_clip();
+    let now = chrono::Utc::now();
+    let record = spool::EventRecord {
+        event_id: id.into(),
+        node: side.node.clone(),
+        camera: camera.into(),
+        event_time: now,
+        media_time: 0.0,
+        decided_at: now,
+        score: 0.97,
+        threshold: side.threshold,
+        model_name: side.model_name.clone(),
+        model_sha256: side.model_sha256.clone(),
+        still_file: format!("{id}.jpg"),
+    };
+    std::fs::create_dir_all(spool_dir.join(spool::TMP_DIR)).unwrap();
+    spool::write_event(spool_dir, &record, &jpg).unwrap();
+}
+
 pub(crate) fn mark_archived(spool_dir: &Path, id: &str) {
     let a = spool::Archived {
         clip_url: format!("s3://clips/test/{id}.mp4"),
@@ -779,4 +801,123 @@ async fn a_clip_over_the_attachment_limit_is_sent_as_a_presigned_link() {
     assert_eq!(status, 403);
     shutdown.cancel();
     running.wait().await.unwrap();
+}
+
+/// The rate limiter's state outlives the watchdog: restarted within `watch.min-gap` of an alert,
+/// it still holds the camera's next event back, and the first alert after the gap lists the
+/// events held back before and after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_and_its_summary_survive_a_restart() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut cfg) = plain_smtp(dir.path(), &[]);
+    cfg.watch.min_gap = Duration::from_secs(4);
+    let sp = cfg.clip.spool_dir.clone();
+    let start = |cfg: Config| async move {
+        let stop = CancellationToken::new();
+        (edgewatch::watchdog::start(cfg, stop.clone()).await.unwrap(), stop)
+    };
+    let (wd, stop) = start(cfg.clone()).await;
+    put_clip(&sp, "20260101T000100.000Z-cam0", "cam0", true);
+    wait_spool_empty(&sp, Duration::from_secs(30), "the first alert").await;
+    stop.cancel();
+    wd.wait().await.unwrap();
+    // Restarted within the gap: held back, and recorded as such.
+    let (wd, stop) = start(cfg.clone()).await;
+    put_clip(&sp, "20260101T000101.000Z-cam0", "cam0", true);
+    wait_spool_empty(&sp, Duration::from_secs(30), "the held-back event settled").await;
+    assert_eq!(server.messages().len(), 1, "held back across the restart");
+    stop.cancel();
+    wd.wait().await.unwrap();
+    // After the gap, a third start: the next event's email lists the one held back.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (wd, stop) = start(cfg.clone()).await;
+    put_clip(&sp, "20260101T000105.000Z-cam0", "cam0", true);
+    wait_spool_empty(&sp, Duration::from_secs(30), "the next alert").await;
+    stop.cancel();
+    wd.wait().await.unwrap();
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 2);
+    let text =
+        String::from_utf8_lossy(&parts(&msgs[1].0).into_iter().find(|p| p.0 == "text/plain").unwrap().2).into_owned();
+    assert!(text.contains("20260101T000101.000Z-cam0") && text.contains("not emailed (alert rate limit)"), "{text}");
+}
+
+/// Decided events go before closed ones: with clip emails queued behind a slow relay, an event
+/// decided meanwhile has its first alert at the server before the queued clip emails are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_decision_goes_before_queued_clip_emails() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cfg) = plain_smtp(dir.path(), &["--slow", "1"]);
+    let sp = cfg.clip.spool_dir.clone();
+    for i in 0..4 {
+        put_clip(&sp, &format!("20260101T00020{i}.000Z-cam0"), "cam0", true);
+    }
+    let stop = CancellationToken::new();
+    let wd = edgewatch::watchdog::start(cfg.clone(), stop.clone()).await.unwrap();
+    server.wait_for(1, "the first clip email").await;
+    let decided = "20260101T000210.000Z-cam1";
+    put_event(&sp, decided, "cam1");
+    server.wait_for(5, "every email").await;
+    let order: Vec<String> = server.messages().iter().map(|(raw, _)| header(raw, "X-Edgewatch-Event")).collect();
+    let at = order.iter().position(|e| e == decided).unwrap();
+    assert!(at <= 2, "the first alert went out as soon as the email in flight was done: {order:?}");
+    stop.cancel();
+    wd.wait().await.unwrap();
+}
+
+/// One connection to the relay serves alert after alert (the connection is kept between them);
+/// a connection the relay drops is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_serves_several_alerts() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cfg) = plain_smtp(dir.path(), &[]);
+    let stop = CancellationToken::new();
+    let wd = edgewatch::watchdog::start(cfg.clone(), stop.clone()).await.unwrap();
+    for i in 0..3 {
+        put_clip(&cfg.clip.spool_dir, &format!("20260101T00030{i}.000Z-cam0"), "cam0", true);
+        server.wait_for(i + 1, "the alert").await;
+    }
+    let peers: Vec<String> = server.messages().iter().map(|(_, env)| env["peer"].to_string()).collect();
+    assert_eq!(peers.len(), 3);
+    assert!(peers.iter().all(|p| p == &peers[0] && p != "null"), "one connection: {peers:?}");
+    stop.cancel();
+    wd.wait().await.unwrap();
+}
+
+/// Rate limits count events, not emails: in a storm of decided events (records first, as the
+/// detector writes them), one held back gets neither its first alert nor its clip email, and
+/// the next first alert of that camera lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_back_decided_event_gets_neither_email() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut cfg) = plain_smtp(dir.path(), &[]);
+    cfg.watch.min_gap = Duration::from_secs(3);
+    let sp = cfg.clip.spool_dir.clone();
+    let stop = CancellationToken::new();
+    let wd = edgewatch::watchdog::start(cfg.clone(), stop.clone()).await.unwrap();
+    let ids = ["20260101T000400.000Z-cam0", "20260101T000401.000Z-cam0", "20260101T000405.000Z-cam0"];
+    for (i, id) in ids.iter().enumerate() {
+        if i == 2 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        put_event(&sp, id, "cam0");
+        put_clip(&sp, id, "cam0", true);
+    }
+    wait_spool_empty(&sp, Duration::from_secs(30), "every event settled").await;
+    stop.cancel();
+    wd.wait().await.unwrap();
+    let msgs = server.messages();
+    let of = |id: &str| msgs.iter().filter(|(raw, _)| header(raw, "X-Edgewatch-Event") == id).count();
+    assert_eq!((of(ids[0]), of(ids[1]), of(ids[2])), (2, 0, 2), "first alert and clip, nothing, first alert and clip");
+    let first = msgs
+        .iter()
+        .find(|(raw, _)| header(raw, "X-Edgewatch-Event") == ids[2] && header(raw, "X-Edgewatch-Alert") == "snapshot")
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&parts(&first.0).into_iter().find(|p| p.0 == "text/plain").unwrap().2).into_owned();
+    assert!(text.contains(ids[1]), "the held-back event is listed in the next first alert: {text}");
 }
