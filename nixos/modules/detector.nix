@@ -6,7 +6,8 @@
 let
   cfg = config.services.edgewatch.detector;
   role = import ./role.nix { inherit lib pkgs; };
-  args = { role = "detector"; subcommand = "detect"; defaultListen = "0.0.0.0:9870"; };
+  unit = (import ../../nix/lib/units.nix).detector;
+  args = { role = "detector"; inherit (unit) subcommand defaultListen; };
 in
 {
   options.services.edgewatch.detector = role.mkOptions args // {
@@ -29,15 +30,12 @@ in
         PrivateDevices = false;
         DeviceAllow = [ "${cfg.device} rw" ];
         SupplementaryGroups = [ "video" ];
-        # model.cache-dir defaults to /var/cache/edgewatch/model.
-        CacheDirectory = "edgewatch";
-        # The frame journal (clip.frame-journal, below): in memory, and kept
-        # when the unit restarts after a crash, so the new process can still
-        # cut the open event's clip (systemd.exec(5), RuntimeDirectoryPreserve).
-        RuntimeDirectory = "edgewatch-detector";
-        RuntimeDirectoryPreserve = "restart";
+        # The cache (model.cache-dir) and the frame journal's RuntimeDirectory
+        # (in memory, and kept when the unit restarts after a crash, so the new
+        # process can still cut the open event's clip): nix/lib/units.nix.
+        inherit (unit.directories) CacheDirectory RuntimeDirectory RuntimeDirectoryPreserve;
       };
-      services.edgewatch.detector.settings.clip.frame-journal = lib.mkDefault "/run/edgewatch-detector/frames";
+      services.edgewatch.detector.settings = lib.mapAttrsRecursive (_: lib.mkDefault) unit.settings;
     }
   ]);
 }

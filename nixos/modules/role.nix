@@ -123,7 +123,7 @@ in
         ln -s ${cfg.configFile} $out
       '';
       configPath = if cfg.checkConfig then checkedConfigFile else cfg.configFile;
-      spoolDir = cfg.settings.clip.spool-dir or "/var/spool/edgewatch";
+      spoolDir = cfg.settings.clip.spool-dir or (import ../../nix/lib/units.nix).spoolDir;
       listen = cfg.settings.http.listen or defaultListen;
       port = lib.toInt (lib.last (lib.splitString ":" listen));
     in
@@ -172,6 +172,7 @@ in
 
           DynamicUser = true;
           SupplementaryGroups = [ "edgewatch" ];
+          # nix/lib/units.nix lists it (tests/integration/units.rs runs in this shape).
           StateDirectory = unit;
           ReadWritePaths = [ spoolDir ];
           UMask = "0007";

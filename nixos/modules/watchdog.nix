@@ -1,13 +1,14 @@
 # services.edgewatch.watchdog: `edgewatch watch` as a hardened systemd unit
 # (mails each finished clip, deletes it once delivered and archived).
-# Its own config section is not designed yet, so `settings` stays free-form;
-# the SMTP password goes in through
+# `settings` are the documented keys (README, "The watchdog"); the SMTP
+# password goes in through
 # `credentialFiles.SMTP__PASSWORD = "/run/secrets/smtp-password";`.
 { config, lib, pkgs, ... }:
 let
   cfg = config.services.edgewatch.watchdog;
   role = import ./role.nix { inherit lib pkgs; };
-  args = { role = "watchdog"; subcommand = "watch"; defaultListen = "0.0.0.0:9871"; };
+  unit = (import ../../nix/lib/units.nix).watchdog;
+  args = { role = "watchdog"; inherit (unit) subcommand defaultListen; };
 in
 {
   options.services.edgewatch.watchdog = role.mkOptions args;

@@ -9,6 +9,8 @@ mod failures;
 mod model;
 mod pod;
 mod s3;
+mod sandbox;
+mod units;
 mod watchdog;
 
 /// A plain `cargo test` builds without the features some tests need; these stand in for them,

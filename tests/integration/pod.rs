@@ -12,16 +12,17 @@
 //! variables (the only values overridden; the base has real hosts); k3s itself (cgroups,
 //! networking, image layers) is not here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::common::*;
+use crate::sandbox::{chown, files_under, Run, Sandbox};
 use crate::watchdog::SmtpServer;
 
 /// Renders `k3s/` (and, with `overlay`, tests/vm/overlay on top) as nix-checks.sh does.
@@ -49,7 +50,7 @@ fn render(overlay: bool) -> Vec<Value> {
         .collect()
 }
 
-fn nix_eval(expr: &str) -> Value {
+pub(crate) fn nix_eval(expr: &str) -> Value {
     let out = Command::new("nix-instantiate")
         .args(["--eval", "--strict", "--json", "-E", expr])
         .current_dir(repo())
@@ -148,58 +149,6 @@ fn containers(docs: &[Value], images: &Value) -> Vec<Container> {
         .collect()
 }
 
-/// One container run under bubblewrap, its mounts mapped under `root`.
-struct Run {
-    child: Child,
-    log: PathBuf,
-    writable: Vec<PathBuf>,
-}
-
-impl Run {
-    /// SIGTERM to edgewatch itself, as the kubelet sends it to the container's process; bwrap
-    /// then exits with its status.
-    fn terminate(&self) {
-        let out = Command::new("pgrep").args(["-g", &self.child.id().to_string(), "-x", "edgewatch"]).output().unwrap();
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("kill").args(["-TERM", pid]).status();
-        }
-    }
-
-    /// A signal to the whole sandbox (bwrap, setpriv and edgewatch share a process group: the
-    /// uid change clears the parent-death signal, so killing bwrap alone could leave edgewatch).
-    fn signal(&self, sig: &str) {
-        let group = format!("-{}", self.child.id());
-        let _ =
-            Command::new("kill").args([&format!("-{sig}"), "--", &group]).stderr(std::process::Stdio::null()).status();
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        self.signal("KILL");
-        let _ = self.child.wait();
-    }
-}
-
-fn chown(p: &Path, uid: u32, gid: u32, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// Runs `c` in a sandbox shaped like its container: a tmpfs root made read-only, the host's
 /// /usr, each volume at its mount path (made under `root`), the image's model and binary, the
 /// pod's user and groups, and exactly the container's environment plus `extra`.
@@ -258,70 +207,17 @@ fn start(
         }
         binds.push((path.clone(), host, *ro));
     }
-    // The image's model (nix/packages/model.nix: share/edgewatch/model/demo) and entrypoint.
+    // The image's model (nix/packages/model.nix: share/edgewatch/model/demo); its entrypoint,
+    // /bin/edgewatch, is the sandbox's.
     binds.push(("/share/edgewatch/model/demo".into(), repo().join("model/demo"), true));
-    binds.push(("/bin/edgewatch".into(), bin(), true));
     for (dest, src) in extra_ro {
         binds.push((dest.to_string(), src.to_path_buf(), true));
     }
-    // What the binary needs of the host: name resolution and users.
-    for etc in ["/etc/hosts", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/resolv.conf"] {
-        if Path::new(etc).exists() {
-            binds.push((etc.into(), etc.into(), true));
-        }
-    }
-    let mut args: Vec<String> = [
-        "--tmpfs",
-        "/",
-        "--ro-bind",
-        "/usr",
-        "/usr",
-        "--symlink",
-        "usr/lib",
-        "/lib",
-        "--symlink",
-        "usr/lib64",
-        "/lib64",
-    ]
-    .map(String::from)
-    .to_vec();
-    // Parent directories as an image has them (0755), before anything is mounted below them.
-    let mut dirs = BTreeSet::new();
-    for (dest, _, _) in &binds {
-        let mut p = Path::new(dest).parent();
-        while let Some(d) = p.filter(|d| *d != Path::new("/")) {
-            dirs.insert(d.to_path_buf());
-            p = d.parent();
-        }
-    }
-    for d in dirs {
-        args.extend(["--perms".into(), "0755".into(), "--dir".into(), d.display().to_string()]);
-    }
-    for (dest, src, ro) in &binds {
-        args.extend([if *ro { "--ro-bind" } else { "--bind" }.to_string(), src.display().to_string(), dest.clone()]);
-    }
-    args.extend(["--dev", "/dev", "--proc", "/proc", "--remount-ro", "/"].map(String::from));
     // The pod's securityContext: runAsUser, runAsGroup, fsGroup and supplementalGroups.
-    args.extend(
-        ["--", "/usr/bin/setpriv", "--reuid=65532", "--regid=65532", "--groups=65532,26", "--"].map(String::from),
-    );
-    args.extend(c.argv.iter().cloned());
-    let log = root.join(format!("{}.log", c.name));
-    let mut cmd = Command::new("bwrap");
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    cmd.args(&args)
-        .env_clear()
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
-    for (k, v) in c.env.iter().map(|(k, v)| (k.as_str(), v.clone())).chain(extra.iter().cloned()) {
-        cmd.env(k, v);
-    }
-    Run { child: cmd.spawn().expect("bwrap (scripts/deps.sh installs bubblewrap)"), log, writable }
-}
-
-fn output(run: &Run) -> String {
-    std::fs::read_to_string(&run.log).unwrap_or_default()
-        + &std::fs::read_to_string(run.log.with_extension("err")).unwrap_or_default()
+    let env: Vec<(String, String)> =
+        c.env.iter().cloned().chain(extra.iter().map(|(k, v)| (k.to_string(), v.clone()))).collect();
+    let sandbox = Sandbox { binds, uid: 65532, gid: 65532, groups: vec![65532, 26], env };
+    sandbox.spawn(&c.argv, root.join(format!("{}.log", c.name)), writable)
 }
 
 /// Both renders, each container as the kubelet runs it: probes answer as the kubelet expects,
@@ -329,6 +225,7 @@ fn output(run: &Run) -> String {
 /// writable volumes, and the shipped TOML passes `check-config` in that same world.
 #[test]
 fn the_pod_runs_as_the_manifests_say() {
+    let _ports = crate::sandbox::FIXED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let images = nix_eval("import ./nix/lib/image-config.nix");
     let secrets = nix_eval("import ./nix/lib/k8s-secrets.nix { secretsDir = \"/var/lib/edgewatch/secrets\"; }");
     for overlay in [false, true] {
@@ -410,7 +307,7 @@ fn the_pod_runs_as_the_manifests_say() {
             let addr: SocketAddr = format!("127.0.0.1:{}", c.port).parse().unwrap();
             wait_until(Duration::from_secs(90), "the probes", || {
                 if let Some(st) = run.child.try_wait().unwrap() {
-                    panic!("{which}: {} exited ({st}): {}", c.name, output(run));
+                    panic!("{which}: {} exited ({st}): {}", c.name, run.output());
                 }
                 let up = std::net::TcpStream::connect(addr).is_ok();
                 (up && c.probes.iter().all(|(_, path)| http_get(addr, path).0 == 200)).then_some(())
@@ -427,7 +324,7 @@ fn the_pod_runs_as_the_manifests_say() {
             })
         }));
         if mailed.is_err() {
-            let logs: Vec<String> = runs.iter().map(|(c, r)| format!("--- {}:\n{}", c.name, output(r))).collect();
+            let logs: Vec<String> = runs.iter().map(|(c, r)| format!("--- {}:\n{}", c.name, r.output())).collect();
             panic!("{which}: no alert and archive; spool {:?}; logs:\n{}", files_under(&spool), logs.join("\n"));
         }
         let kinds: Vec<String> =
@@ -443,12 +340,12 @@ fn the_pod_runs_as_the_manifests_say() {
         for (c, run) in &mut runs {
             run.terminate();
             let st = wait_until(Duration::from_secs(30), "exit on SIGTERM", || run.child.try_wait().unwrap());
-            assert!(st.success(), "{which}: {} exited {st} on SIGTERM: {}", c.name, output(run));
+            assert!(st.success(), "{which}: {} exited {st} on SIGTERM: {}", c.name, run.output());
         }
         // Nothing was written outside the writable volumes: the root is read-only, so such a
         // write would have failed, and been logged; the volumes hold what was written.
         for (c, run) in &runs {
-            let out = output(run);
+            let out = run.output();
             assert!(
                 !out.contains("Read-only file system") && !out.contains("os error 30"),
                 "{which}: {}: {out}",
@@ -467,7 +364,7 @@ fn the_pod_runs_as_the_manifests_say() {
             Container { name: "touch".into(), argv: vec!["/usr/bin/touch".into(), "/etc/x".into()], ..cs[1].clone() };
         let mut t = start(&touch, &docs, root, &secrets, &[], &[]);
         assert!(!t.child.wait().unwrap().success(), "{which}: a write to the root must fail");
-        assert!(output(&t).contains("Read-only file system"), "{which}: {}", output(&t));
+        assert!(t.output().contains("Read-only file system"), "{which}: {}", t.output());
         // The shipped TOML against the world as mounted, as the pod's user: check-config.
         for c in &cs {
             let check = Container {
@@ -477,7 +374,7 @@ fn the_pod_runs_as_the_manifests_say() {
             };
             let mut run = start(&check, &docs, root, &secrets, &env_of(c), &extra_ro);
             let st = run.child.wait().unwrap();
-            let out = output(&run);
+            let out = run.output();
             assert!(st.success(), "{which}: check-config of the {} file in the pod: {out}", c.role);
             println!("{which}: check-config --role {} in the pod: {}", c.role, out.trim());
         }
