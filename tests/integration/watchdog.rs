@@ -686,13 +686,13 @@ fn sigkill_at_each_step_never_loses_and_never_duplicates() {
         .unwrap();
         let id = "20260101T000020.000Z-cam0";
         put_clip(&cfg.clip.spool_dir, id, "cam0", true);
-        let run = |crash: Option<&str>| -> Child {
+        let run = |crash: Option<&str>| -> Reaped {
             let mut c = Command::new(bin());
             c.args(["--config"]).arg(&conf).arg("watch").stdout(Stdio::null());
             if let Some(s) = crash {
                 c.env("EW_TEST_CRASH_AT", s);
             }
-            c.spawn().unwrap()
+            Reaped(c.spawn().unwrap())
         };
         let status = {
             let mut child = run(Some(step));
