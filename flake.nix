@@ -62,7 +62,7 @@
         in
         {
           default = pkgs.edgewatch;
-          inherit (pkgs) edgewatch edgewatch-onnxruntime edgewatch-model-demo generic-device-plugin;
+          inherit (pkgs) edgewatch edgewatch-onnxruntime edgewatch-tract edgewatch-model-demo generic-device-plugin;
           image-detector = pkgs.edgewatch-images.detector;
           image-watchdog = pkgs.edgewatch-images.watchdog;
           image-pause = pkgs.edgewatch-images.pause;

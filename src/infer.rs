@@ -181,6 +181,17 @@ type Plan = Arc<TypedSimplePlan>;
 pub struct Engine {
     pub manifest: Manifest,
     graphs: Graphs,
+    why: Why,
+}
+
+/// Why this engine runs: a short code for the `model_info` metric's `backend_reason` label, and
+/// the detail (which library, or why onnxruntime was passed over) for the start-up log.
+#[derive(Clone, Debug)]
+pub struct Why {
+    /// `configured`, `auto-library-loaded`, `auto-not-built`, `auto-no-library` or
+    /// `auto-onnxruntime-failed`.
+    pub reason: &'static str,
+    pub detail: String,
 }
 
 #[derive(Clone)]
@@ -358,32 +369,76 @@ impl Engine {
         let [bb_in, bb_out, head_in, head_out] = contract_shapes(m);
         let (backbone, layout) = load_plan(&bundle.backbone, &m.backbone, "backbone", &bb_in, &bb_out, prefer)?;
         let (head, _) = load_plan(&bundle.head, &m.head, "head", &head_in, &head_out, Layout::Nchw)?;
-        Ok(Engine { manifest: m.clone(), graphs: Graphs::Tract { backbone, layout, head, threads: threads.max(1) } })
+        Ok(Engine {
+            manifest: m.clone(),
+            graphs: Graphs::Tract { backbone, layout, head, threads: threads.max(1) },
+            why: Why { reason: "configured", detail: "model.backend = \"tract\"".into() },
+        })
     }
 
     /// Loads both graphs with the backend and threads `model` chooses.
     pub fn load_with(bundle: &ModelBundle, model: &ModelConfig) -> Result<Engine, ModelError> {
+        let tract = || {
+            let prefer = if model.channels_last { Layout::Nhwc } else { Layout::Nchw };
+            Engine::load_tract(bundle, model.threads, prefer)
+        };
         match model.backend {
-            Backend::Tract => {
-                let prefer = if model.channels_last { Layout::Nhwc } else { Layout::Nchw };
-                Engine::load_tract(bundle, model.threads, prefer)
-            }
+            Backend::Tract => tract(),
             #[cfg(feature = "onnxruntime")]
-            Backend::Onnxruntime => {
-                let m = &bundle.manifest;
-                let [bb_in, bb_out, head_in, head_out] = contract_shapes(m);
-                let (backbone, head) = onnxruntime::load_pair(
-                    model.onnxruntime_library.as_deref(),
-                    model.threads.max(1),
-                    (&bundle.backbone, &m.backbone, &bb_in, &bb_out),
-                    (&bundle.head, &m.head, &head_in, &head_out),
-                )?;
-                Ok(Engine { manifest: m.clone(), graphs: Graphs::Onnxruntime { backbone, head } })
-            }
+            Backend::Onnxruntime => Engine::load_onnxruntime(bundle, model),
             // Config validation refuses this too; kept for callers that build a ModelConfig by hand.
             #[cfg(not(feature = "onnxruntime"))]
             Backend::Onnxruntime => Err(ModelError::BackendUnavailable(Backend::Onnxruntime.name())),
+            #[cfg(not(feature = "onnxruntime"))]
+            Backend::Auto => tract().map(|e| {
+                e.because("auto-not-built", "model.backend = \"auto\": this build has no onnxruntime backend")
+            }),
+            #[cfg(feature = "onnxruntime")]
+            Backend::Auto => match Engine::load_onnxruntime(bundle, model) {
+                Ok(e) => {
+                    let detail = format!("model.backend = \"auto\": {}", e.why.detail);
+                    Ok(e.because("auto-library-loaded", detail))
+                }
+                // No library: the expected case on a host without onnxruntime, hence tract.
+                Err(ModelError::Runtime { path, msg }) => tract().map(|e| {
+                    e.because(
+                        "auto-no-library",
+                        format!("model.backend = \"auto\": onnxruntime library {path} not loaded ({msg})"),
+                    )
+                }),
+                // The library loaded but refused the graphs: tract gives its own verdict on them.
+                Err(err) => tract().map(|e| {
+                    e.because("auto-onnxruntime-failed", format!("model.backend = \"auto\": onnxruntime failed: {err}"))
+                }),
+            },
         }
+    }
+
+    #[cfg(feature = "onnxruntime")]
+    fn load_onnxruntime(bundle: &ModelBundle, model: &ModelConfig) -> Result<Engine, ModelError> {
+        let m = &bundle.manifest;
+        let [bb_in, bb_out, head_in, head_out] = contract_shapes(m);
+        let (library, backbone, head) = onnxruntime::load_pair(
+            model.onnxruntime_library.as_deref(),
+            model.threads.max(1),
+            (&bundle.backbone, &m.backbone, &bb_in, &bb_out),
+            (&bundle.head, &m.head, &head_in, &head_out),
+        )?;
+        Ok(Engine {
+            manifest: m.clone(),
+            graphs: Graphs::Onnxruntime { backbone, head },
+            why: Why { reason: "configured", detail: format!("onnxruntime library {}", library.display()) },
+        })
+    }
+
+    fn because(mut self, reason: &'static str, detail: impl Into<String>) -> Engine {
+        self.why = Why { reason, detail: detail.into() };
+        self
+    }
+
+    /// Why [`Engine::backend`] runs (see [`Why`]).
+    pub fn why(&self) -> &Why {
+        &self.why
     }
 
     /// Which engine runs the graphs.
@@ -399,7 +454,8 @@ impl Engine {
     pub fn depthwise_kernel(&self) -> &'static str {
         match self.backend() {
             Backend::Tract => depthwise_kernel(),
-            Backend::Onnxruntime => "-",
+            // `backend()` never says auto: it names the engine that runs.
+            Backend::Onnxruntime | Backend::Auto => "-",
         }
     }
 
@@ -546,6 +602,24 @@ mod tests {
                 (a, b) => panic!("cut to {cut}: kept buffer {:?}, fresh {:?}", a.map(|_| ()), b.map(|_| ())),
             }
         }
+    }
+
+    /// `model.backend = "auto"` with no loadable onnxruntime library runs tract and says why: no
+    /// library (a build with the onnxruntime feature) or no such backend in this build (the
+    /// default build, and the aarch64 leg under qemu).
+    #[test]
+    fn auto_without_a_library_runs_tract_and_says_why() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let bundle = ModelBundle::from_dir(&repo.join("model/test-brightness"), "").unwrap();
+        let mut cfg = crate::config::Config::default().model;
+        assert_eq!(cfg.backend, Backend::Auto);
+        cfg.onnxruntime_library = Some(repo.join("no-such-dir/libonnxruntime.so"));
+        let e = Engine::load_with(&bundle, &cfg).unwrap();
+        assert_eq!(e.backend(), Backend::Tract);
+        let want = if cfg!(feature = "onnxruntime") { "auto-no-library" } else { "auto-not-built" };
+        assert_eq!(e.why().reason, want, "{}", e.why().detail);
+        cfg.backend = Backend::Tract;
+        assert_eq!(Engine::load_with(&bundle, &cfg).unwrap().why().reason, "configured");
     }
 
     /// The channels-last rewrite applies to both shipped models and changes no feature: the same

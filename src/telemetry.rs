@@ -102,6 +102,8 @@ pub struct ModelLabels {
     pub input_size: String,
     pub window: String,
     pub backend: String,
+    /// Why that engine runs (`infer::Why::reason`): `configured` or one of the `auto-*` codes.
+    pub backend_reason: String,
 }
 
 /// The detector's metrics. Names are a contract with the dashboards and alert rules.

@@ -6,18 +6,22 @@
 # aws-sdk uses rustls, so no OpenSSL. Tests need ffmpeg and run outside Nix,
 # hence doCheck = false here and a separate check in flake.nix.
 #
-# withOnnxruntime (the edgewatch-onnxruntime package): the second inference
-# backend (`model.backend = "onnxruntime"`, cargo feature `onnxruntime`),
-# which loads nixpkgs' libonnxruntime at run time through ORT_DYLIB_PATH.
-# A binary wrapper sets that default, so no shell is needed in the images and
-# `model.onnxruntime-library` still overrides it.
+# withOnnxruntime (on by default in a native build): the onnxruntime backend
+# (cargo feature `onnxruntime`) that `model.backend = "auto"`, the default,
+# runs when it can; it loads nixpkgs' libonnxruntime at run time through
+# ORT_DYLIB_PATH. A binary wrapper sets that default, so no shell is needed in
+# the images and `model.onnxruntime-library` still overrides it. Off in a
+# cross build: nixpkgs' cache has onnxruntime for native aarch64 only, and a
+# cross-compiled onnxruntime is a project of its own; `auto` runs tract there.
+# The `ort` crate is pinned to a release whose minimum Rust (1.88) the
+# pinned nixpkgs' rustc (1.91) meets (Cargo.toml).
 { lib
 , stdenv
 , rustPlatform
 , nasm
 , makeBinaryWrapper
 , onnxruntime
-, withOnnxruntime ? false
+, withOnnxruntime ? stdenv.buildPlatform.config == stdenv.hostPlatform.config
 }:
 let
   root = ../..;

@@ -156,6 +156,7 @@ async fn pipeline(
             input_size: format!("{}x{}", m.input.width, m.input.height),
             window: m.temporal.window.to_string(),
             backend: engine.backend().name().into(),
+            backend_reason: engine.why().reason.into(),
         })
         .set(1);
     // The CPU spent so far (start-up, model fetch and verification, graph optimisation): what
@@ -165,7 +166,7 @@ async fn pipeline(
     let startup_cpu_s = ((cpu.tv_sec as f64 + cpu.tv_nsec as f64 * 1e-9) * 1e3).round() / 1e3;
     tracing::info!(name = %m.name, sha256 = %bundle.manifest_sha256, origin = %bundle.origin,
         input = %format!("{}x{}", m.input.width, m.input.height), window = m.temporal.window, backend = %engine.backend(),
-        layout = engine.input_layout().name(), depthwise_kernel = engine.depthwise_kernel(), startup_cpu_s,
+        backend_reason = engine.why().reason, backend_detail = %engine.why().detail, layout = engine.input_layout().name(), depthwise_kernel = engine.depthwise_kernel(), startup_cpu_s,
         "model loaded");
     health.set_initialised();
 

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use ort::environment::Environment;
 use ort::session::builder::SessionBuilder;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorRef, ValueType};
@@ -15,9 +14,34 @@ use ort::value::{TensorRef, ValueType};
 use super::InferError;
 use crate::model::{FileSpec, ModelError};
 
-/// ort keeps one library and one environment per process (a second environment is refused even
-/// after the first is dropped), so both are kept here, with the path they came from.
-static RUNTIME: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);
+/// ort keeps one library and one global environment per process, so the path it came from is
+/// kept here: a second, different path is refused with a clear error instead of ignored.
+/// A failed load inside ort is kept too (as its message): ort must not be asked again.
+static RUNTIME: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
+
+/// ort's own resolution of a relative name: next to the executable if there, else as given (for
+/// the dynamic loader's search path).
+fn resolve(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join(path)));
+    beside.filter(|p| p.exists()).unwrap_or_else(|| path.to_path_buf())
+}
+
+/// Opens the library and looks for onnxruntime's entry point before `ort` is asked to: ort
+/// 2.0.0-rc.13 marks its library as loaded even when the load fails, and the next use in the
+/// process then crashes, which would turn `backend = "auto"` on a host without the library into
+/// a crash of any later attempt. Our handle is closed again; ort opens the same file.
+fn precheck(path: &Path) -> Result<(), ModelError> {
+    // SAFETY: loading a shared library runs its initialisers; this is the library the operator
+    // named for onnxruntime, which ort is about to load anyway.
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| library_error(path, with_sources(&e)))?;
+    // SAFETY: only the symbol's presence is checked; it is not called.
+    unsafe { lib.get::<unsafe extern "C" fn() -> *const std::ffi::c_void>(b"OrtGetApiBase") }
+        .map_err(|_| library_error(path, "not an onnxruntime library (no `OrtGetApiBase`)"))?;
+    Ok(())
+}
 
 /// What `ort` opens when neither the config nor `ORT_DYLIB_PATH` names a file (its own default):
 /// next to the executable if there, else wherever the dynamic loader finds it.
@@ -49,28 +73,41 @@ fn with_sources(e: &dyn std::error::Error) -> String {
 }
 
 /// Loads the library once per process; later calls must name the same file.
-fn environment(library: Option<&Path>) -> Result<Environment, ModelError> {
+fn environment(library: Option<&Path>) -> Result<PathBuf, ModelError> {
     let path = library_path(library);
     let mut runtime = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((loaded, env)) = runtime.as_ref() {
-        if loaded == &path {
-            return Ok(env.clone());
+    match runtime.as_ref() {
+        Some(Ok(loaded)) if loaded == &path => return Ok(path),
+        Some(Ok(loaded)) => {
+            return Err(library_error(
+                &path,
+                format_args!("this process already uses {} (one onnxruntime library per process)", loaded.display()),
+            ))
         }
-        return Err(library_error(
-            &path,
-            format_args!("this process already uses {} (one onnxruntime library per process)", loaded.display()),
-        ));
+        Some(Err(msg)) => {
+            return Err(library_error(&path, format_args!("an earlier load in this process failed: {msg}")))
+        }
+        None => {}
     }
+    precheck(&resolve(&path))?;
     // Called ourselves, since ort's implicit load panics when the library is missing.
-    let builder = ort::init_from(&path).map_err(|e| match e {
-        // libloading's message is just "dlopen failed"; the loader's reason is in its source.
-        ort::LoadDynamicError::Dlopen { error, .. } => library_error(&path, with_sources(&error)),
-        e => library_error(&path, e),
-    })?;
-    let env = builder.with_name("edgewatch").build().map_err(|e| library_error(&path, e))?;
+    let builder = match ort::init_from(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = match e {
+                // libloading's message is just "dlopen failed"; the loader's reason is in its source.
+                ort::LoadDynamicError::Dlopen { error, .. } => with_sources(&error),
+                e => e.to_string(),
+            };
+            *runtime = Some(Err(msg.clone()));
+            return Err(library_error(&path, msg));
+        }
+    };
+    // The global environment's options; sessions create it on first use.
+    builder.with_name("edgewatch").commit();
     tracing::info!(library = %path.display(), "onnxruntime loaded");
-    *runtime = Some((path, env.clone()));
-    Ok(env)
+    *runtime = Some(Ok(path.clone()));
+    Ok(path)
 }
 
 /// One graph in an onnxruntime session. `Session::run` needs `&mut`, and clones of an `Engine`
@@ -80,22 +117,23 @@ pub struct Graph {
     session: Arc<Mutex<Session>>,
 }
 
-/// Both graphs, loaded from the bundle's bytes and checked against the contract.
+/// Both graphs, loaded from the bundle's bytes and checked against the contract; with the path
+/// of the library that runs them.
 pub fn load_pair(
     library: Option<&Path>,
     threads: usize,
     backbone: (&[u8], &FileSpec, &[usize], &[usize]),
     head: (&[u8], &FileSpec, &[usize], &[usize]),
-) -> Result<(Graph, Graph), ModelError> {
-    let env = environment(library)?;
-    let b = load_graph(&env, threads, backbone.0, backbone.1, "backbone", backbone.2, backbone.3)?;
-    let h = load_graph(&env, threads, head.0, head.1, "head", head.2, head.3)?;
-    Ok((b, h))
+) -> Result<(PathBuf, Graph, Graph), ModelError> {
+    let path = environment(library)?;
+    let b = load_graph(threads, backbone.0, backbone.1, "backbone", backbone.2, backbone.3)?;
+    let h = load_graph(threads, head.0, head.1, "head", head.2, head.3)?;
+    Ok((path, b, h))
 }
 
-fn new_session(env: &Environment, threads: usize, bytes: &[u8]) -> Result<Session, String> {
+fn new_session(threads: usize, bytes: &[u8]) -> Result<Session, String> {
     let s = |e: ort::Error<SessionBuilder>| e.to_string();
-    Session::builder(env)
+    Session::builder()
         .map_err(|e| e.to_string())?
         .with_intra_threads(threads)
         .map_err(s)?
@@ -109,7 +147,6 @@ fn new_session(env: &Environment, threads: usize, bytes: &[u8]) -> Result<Sessio
 }
 
 fn load_graph(
-    env: &Environment,
     threads: usize,
     bytes: &[u8],
     spec: &FileSpec,
@@ -118,8 +155,8 @@ fn load_graph(
     out_shape: &[usize],
 ) -> Result<Graph, ModelError> {
     let contract = |msg: String| ModelError::Contract { what: format!("{what} ({})", spec.file), msg };
-    let session = new_session(env, threads, bytes)
-        .map_err(|e| contract(format!("not a loadable ONNX graph (onnxruntime): {e}")))?;
+    let session =
+        new_session(threads, bytes).map_err(|e| contract(format!("not a loadable ONNX graph (onnxruntime): {e}")))?;
 
     let inputs = session.inputs();
     if inputs.len() != 1 {

@@ -125,6 +125,8 @@ async fn detects_the_burst_when_predicted_and_writes_playable_clips() {
         "edgewatch_clips_written_total 1",
         "edgewatch_uploads_total{result=\"ok\"} 1",
         "edgewatch_model_info{",
+        // Which engine runs and why (`model.backend = "auto"` by default).
+        "backend_reason=\"",
     ] {
         assert!(body.contains(needle), "missing {needle} in\n{body}");
     }
@@ -201,14 +203,16 @@ fn sigterm_finishes_the_clip_in_flight() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(bin())
-        .args(["--config"])
-        .arg(&conf)
-        .arg("detect")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(bin())
+            .args(["--config"])
+            .arg(&conf)
+            .arg("detect")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -651,14 +655,16 @@ fn slow_inference_skips_sampled_frames_never_captured_ones() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(bin())
-        .arg("--config")
-        .arg(&conf)
-        .arg("detect")
-        .env("EW_TEST_SLOW_INFERENCE_MS", "250")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(bin())
+            .arg("--config")
+            .arg(&conf)
+            .arg("detect")
+            .env("EW_TEST_SLOW_INFERENCE_MS", "250")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for_port(port, Duration::from_secs(20));
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // The last scrape before the end of the video (13 s at 15 fps).

@@ -342,3 +342,40 @@ fn onnxruntime_is_found_by_ort_dylib_path_and_its_idle_threads_do_not_spin() {
         "{stderr}"
     );
 }
+
+/// `model.backend = "auto"` (the default), in fresh processes as the detector runs: onnxruntime
+/// when its library loads (here through ORT_DYLIB_PATH, as the Nix package's wrapper sets it),
+/// tract when there is none; the start-up log names the engine and why. Both runs score the
+/// demo alike (one event each), and the scores themselves are compared window by window in
+/// `onnxruntime_and_tract_score_every_demo_window_alike`.
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn auto_takes_onnxruntime_when_its_library_loads_and_tract_otherwise() {
+    let lib = onnxruntime_library();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |out: &str, ort: Option<&Path>| {
+        let mut c = std::process::Command::new(crate::common::bin());
+        c.args(["demo", "--out"]).arg(tmp.path().join(out)).env("EDGEWATCH_LOG__LEVEL", "info");
+        for k in
+            ["EDGEWATCH_MODEL__BACKEND", "EDGEWATCH_MODEL__ONNXRUNTIME_LIBRARY", "ORT_DYLIB_PATH", "LD_LIBRARY_PATH"]
+        {
+            c.env_remove(k);
+        }
+        if let Some(l) = ort {
+            c.env("ORT_DYLIB_PATH", l);
+        }
+        let out = c.output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{text}");
+        let loaded = text.lines().find(|l| l.contains("model loaded")).unwrap_or_else(|| panic!("{text}")).to_string();
+        (loaded, text)
+    };
+    let (with, text) = run("with", Some(&lib));
+    assert!(with.contains("backend=onnxruntime") && with.contains("backend_reason=\"auto-library-loaded\""), "{with}");
+    assert!(with.contains(&lib.display().to_string()), "the log names the library: {with}");
+    assert!(text.contains("1 event(s)"), "{text}");
+    let (without, text) = run("without", None);
+    assert!(without.contains("backend=tract") && without.contains("backend_reason=\"auto-no-library\""), "{without}");
+    assert!(without.contains("libonnxruntime.so"), "the log says which library was not found: {without}");
+    assert!(text.contains("1 event(s)"), "{text}");
+}
