@@ -365,7 +365,9 @@ fn backbone_tract_vs_onnxruntime(bundle: &ModelBundle, tract: &Engine, jpegs: &[
 
     println!("backbone alone, tract vs onnxruntime: same model and frames, 1 thread each");
     let Some(library) = find_onnxruntime_library() else {
-        println!("  skipped: no onnxruntime library (set ORT_DYLIB_PATH, or run model/run-tests.sh to install the wheel)");
+        println!(
+            "  skipped: no onnxruntime library (set ORT_DYLIB_PATH, or run model/run-tests.sh to install the wheel)"
+        );
         return;
     };
     let cfg = ModelConfig {
