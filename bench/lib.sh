@@ -1,7 +1,8 @@
 # Shared helpers for the bench scripts (sourced).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=${EW_BIN:-$ROOT/target/release/edgewatch}
+# shellcheck disable=SC2034 # BIN and WORK are for the scripts that source this file
+BIN=${EW_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/edgewatch}
 WORK=${BENCH_DIR:-$ROOT/target/bench}
 mkdir -p "$WORK"
 

@@ -10,15 +10,28 @@
 
 Both decode every frame of the video with OpenCV (as a camera loop would), sample
 frames at the model's sample-fps on the media-time grid the detector uses (every
-1/sample-fps s, 1 ms tolerance), resize the whole frame with cv2.resize (INTER_AREA)
-and normalise as the manifest says. Everything runs on one thread: onnxruntime
-(intra_op_num_threads = 1), OpenCV (setNumThreads(1)) and its FFmpeg decoder
-(OPENCV_FFMPEG_CAPTURE_OPTIONS=threads;1). Each pipeline runs in its own process
-and prints:
+1/sample-fps s, 1 ms tolerance), resize the whole sampled frame to the model's W x H
+with Pillow's BILINEAR filter and normalise as the manifest says.
+
+The resize is the detector's: edgewatch resizes the whole decoded RGB frame with
+fast_image_resize's Convolution(Bilinear) (src/infer.rs), a separable convolution
+with a triangle filter whose support grows with the downscale factor, which is
+Pillow's BILINEAR algorithm (not cv2.INTER_LINEAR, which samples 2x2 pixels, nor
+INTER_AREA). bench/resize-check.sh runs edgewatch's own resize code and Pillow on
+the same decoded pixels and checks that they agree within 1 grey level. Pillow
+resizes the BGR frame (a per-channel filter does not care about the order) and the
+small result is flipped to RGB.
+
+Everything runs on one thread: onnxruntime (intra_op_num_threads = 1), OpenCV
+(setNumThreads(1)) and its FFmpeg decoder (OPENCV_FFMPEG_CAPTURE_OPTIONS=threads;1),
+Pillow (single-threaded). Each pipeline runs in its own process and prints:
 
   frames per CPU-second   decoded frames / process CPU time of the loop (user + system,
-                          time.process_time), also per sampled frame
+                          time.process_time: imports and model load not counted), also
+                          per sampled (inferred) frame
   peak RSS                resource.getrusage(RUSAGE_SELF).ru_maxrss of that process
+                          (bench/detect-vs-python.sh takes the kernel's figure for the
+                          whole process from /usr/bin/time instead)
 
 Usage:
   python3 bench/python_reference.py VIDEO MODEL_DIR [--fused FUSED.onnx] [--mode both|fused|stream]
@@ -26,8 +39,8 @@ Usage:
 Without --fused, the fused model is composed from MODEL_DIR's two graphs (the backbone
 run over a batch of T frames, then the head: how TimeDistributed models are exported),
 with `edgewatch_model` from model/ (`python -m edgewatch_model fuse MODEL_DIR OUT.onnx`
-writes it to a file). Needs: numpy, onnx, onnxruntime, opencv-python-headless
-(model/requirements.txt).
+writes it to a file). Needs: numpy, onnx, onnxruntime, opencv-python-headless,
+pillow (model/requirements.txt).
 """
 
 from __future__ import annotations
@@ -88,6 +101,18 @@ def build_fused(model_dir: str, m: dict) -> bytes:
     return fused.SerializeToString()
 
 
+RESIZE = ("whole frame to the model's WxH, bilinear convolution (triangle filter, support scaled by the "
+          "downscale factor): Pillow BILINEAR here, fast_image_resize Convolution(Bilinear) in edgewatch")
+
+
+def resize_bgr_to_rgb(bgr, width: int, height: int):
+    """The detector's resize (see the module's docstring), on OpenCV's BGR frame; returns RGB."""
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(bgr).resize((width, height), Image.Resampling.BILINEAR))[:, :, ::-1]
+
+
 def run(mode: str, video: str, model_dir: str, fused_path: str | None) -> dict:
     # one thread everywhere: FFmpeg's decoder inside OpenCV, OpenCV itself, onnxruntime
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "threads;1")
@@ -134,7 +159,7 @@ def run(mode: str, video: str, model_dir: str, fused_path: str | None) -> dict:
         if not sampler.take(pts):
             continue
         sampled += 1
-        rgb = cv2.cvtColor(cv2.resize(bgr, (W, H), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        rgb = resize_bgr_to_rgb(bgr, W, H)
         x = (rgb.astype(np.float32) * scale + offset).transpose(2, 0, 1)[None]  # [1,3,H,W]
         i0 = time.process_time()
         if mode == "fused":
@@ -155,7 +180,7 @@ def run(mode: str, video: str, model_dir: str, fused_path: str | None) -> dict:
     cap.release()
     return {"mode": mode, "video": video, "fps": fps, "decoded": decoded, "sampled": sampled,
             "windows": len(scores), "cpu_s": cpu, "wall_s": wall, "infer_cpu_s": infer_cpu, "setup_cpu_s": setup_cpu,
-            "frames_per_cpu_s": decoded / cpu if cpu else 0.0, "sampled_per_cpu_s": sampled / cpu if cpu else 0.0,
+            "resize": RESIZE, "frames_per_cpu_s": decoded / cpu if cpu else 0.0, "sampled_per_cpu_s": sampled / cpu if cpu else 0.0,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             "scores": scores, "times": times}
 

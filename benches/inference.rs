@@ -239,8 +239,9 @@ fn matmul_tiles_vs_tracts_pick(bundle: &ModelBundle, wide: &Engine, jpegs: &[&Ve
 
 /// edgewatch's x86 channels-last depthwise kernel against tract's generic loop (restated here:
 /// tract's is private), on the depthwise layers of this backbone with random data, alternating
-/// three times. The end-to-end effect is the NCHW/NHWC line above and `bench/detect-vs-python.sh`
-/// with `BENCH_BASELINE_BIN`; this isolates the kernel from the rest of the frame.
+/// three times. The backbone-level effect is the NCHW/NHWC line above (tract's own declutter moves
+/// the depthwise convolutions channels-last once this kernel exists); this isolates the kernel from
+/// the rest of the frame.
 #[cfg(target_arch = "x86_64")]
 fn depthwise_kernel_vs_generic(bundle: &ModelBundle) {
     use edgewatch::infer::depthwise_x86::{depthwise_c_f32, generic_depthwise_c_f32};

@@ -1,6 +1,6 @@
 """`python -m edgewatch_model <command>` (or `edgewatch-model <command>`).
 
-Commands: synth, train, export, convert, evaluate, verify, scores, fuse,
+Commands: synth, train, export, init, convert, hoist, quantize, evaluate, verify, scores, fuse,
 demo-video, example. Exit status: 0 on success, 2 on a usage, data or model
 error (with a one-line message naming the file and the problem), 1 otherwise.
 """
@@ -103,6 +103,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--no-hoist", action="store_true", help="keep the LSTM's input projection in the head (see `hoist`)")
 
+    p = sub.add_parser("init", help="write an UNTRAINED model (seeded random weights) in the contract, verified: "
+                                    "for benchmarks, not a detector")
+    p.add_argument("out", help="model folder to write")
+    p.add_argument("--width-mult", type=float, default=0.35,
+                   help="MobileNetV2 width multiplier (default 0.35, as `train`)")
+    p.add_argument("--size", type=_size, default=(112, 112), help="input size N or WxH (default 112)")
+    p.add_argument("--window", type=int, default=16, help="T, features per head evaluation (default 16)")
+    p.add_argument("--sample-fps", type=float, default=5.0, help="frames per second fed to the backbone (default 5)")
+    p.add_argument("--hidden", type=int, default=32, help="LSTM hidden size per direction (default 32)")
+    p.add_argument("--seed", type=int, default=7, help="weight seed (default 7); same arguments, same bytes")
+    p.add_argument("--name", help="default: edgewatch-untrained-mbv2-WIDTH-WxH-seedN")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--no-hoist", action="store_true", help="keep the LSTM's input projection in the head (see `hoist`)")
+
     p = sub.add_parser("convert", help="split a fused [1,T,3,H,W] model into the contract, verified")
     p.add_argument("fused", help="the fused ONNX model")
     p.add_argument("out", help="model folder to write")
@@ -126,6 +140,21 @@ def parser() -> argparse.ArgumentParser:
                                      "instead of T times per window), verified; export and convert do it already")
     p.add_argument("model", help="model folder")
     p.add_argument("--out", help="write here instead of rewriting MODEL in place")
+
+    p = sub.add_parser("quantize", help="an int8 variant (QDQ, static calibration) of a model's backbone, with its "
+                                        "score change (and, with --eval, its accuracy change)")
+    p.add_argument("model", help="model folder")
+    p.add_argument("out", help="model folder to write")
+    p.add_argument("--frames", type=int, default=200, help="calibration frames (default 200)")
+    p.add_argument("--calibration", metavar="DATA",
+                   help="calibrate on DATA/train (RWF-2000 layout) instead of synthetic clips")
+    p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                   help="calibration method (default minmax)")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
+    p.add_argument("--seed", type=int, default=0, help="synthetic calibration clips' seed (default 0)")
+    p.add_argument("--eval", metavar="DATA", help="evaluate the float and the int8 model on DATA and print the change")
+    p.add_argument("--split", default="val", help="split of --eval's DATA (default val)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
     p = sub.add_parser("evaluate", help="metrics of a model on labelled clips, streaming as the detector")
     p.add_argument("model", help="model folder")
@@ -233,6 +262,16 @@ def cmd_export(a) -> int:
     return 0
 
 
+def cmd_init(a) -> int:
+    from . import net
+    from .export import init_model
+
+    cfg = net.ModelConfig(width_mult=a.width_mult, width=a.size[0], height=a.size[1], window=a.window,
+                          sample_fps=a.sample_fps, hidden=a.hidden)
+    init_model(a.out, cfg, a.seed, a.name, threshold=a.threshold, hoist_projection=not a.no_hoist)
+    return 0
+
+
 def cmd_convert(a) -> int:
     from .convert import convert
 
@@ -249,6 +288,16 @@ def cmd_hoist(a) -> int:
     except NotHoistable as e:
         print(f"error: {a.model}: not hoistable: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_quantize(a) -> int:
+    from .quantize import quantize_model
+
+    r = quantize_model(a.model, a.out, a.frames, a.seed, a.calibration, a.method, not a.per_tensor, a.eval, a.split)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(r, f, indent=2, default=str)
     return 0
 
 
@@ -330,6 +379,7 @@ def cmd_example(a) -> int:
     return 0
 
 
-COMMANDS = {"synth": cmd_synth, "train": cmd_train, "export": cmd_export, "convert": cmd_convert, "hoist": cmd_hoist,
+COMMANDS = {"synth": cmd_synth, "train": cmd_train, "export": cmd_export, "init": cmd_init, "convert": cmd_convert,
+            "hoist": cmd_hoist, "quantize": cmd_quantize,
             "evaluate": cmd_evaluate, "verify": cmd_verify, "scores": cmd_scores, "fuse": cmd_fuse,
             "demo-video": cmd_demo_video, "example": cmd_example}

@@ -30,13 +30,33 @@ def load_checkpoint(path: str):
 def export(ckpt: str, out: str, name: str, description: str, threshold: float = 0.5, log=print,
            verify: bool = True, hoist_projection: bool = True) -> dict:
     cfg, params, state, meta = load_checkpoint(ckpt)
+    return export_params(cfg, params, state, out, name, description, threshold, log, verify, hoist_projection,
+                         source=ckpt)
+
+
+def init_model(out: str, cfg, seed: int, name: str | None = None, description: str | None = None,
+               threshold: float = 0.5, log=print, verify: bool = True, hoist_projection: bool = True) -> dict:
+    """An untrained model folder: `net.init`'s seeded random weights (He-initialised convolutions,
+    BatchNorm at its initial statistics, Glorot LSTM), exported and verified exactly as a trained
+    checkpoint is. Same arguments, same bytes. For benchmarks: its scores mean nothing."""
+    params, state = net.init(cfg, seed)
+    name = name or f"edgewatch-untrained-mbv2-{cfg.width_mult:g}-{cfg.width}x{cfg.height}-seed{seed}"
+    description = description if description is not None else (
+        f"UNTRAINED: MobileNetV2 width {cfg.width_mult:g} + BiLSTM (hidden {cfg.hidden}) with random weights "
+        f"(seed {seed}), made by `edgewatch_model init` for benchmarks; not a detector")
+    return export_params(cfg, params, state, out, name, description, threshold, log, verify, hoist_projection,
+                         source=f"random weights (seed {seed})")
+
+
+def export_params(cfg, params, state, out: str, name: str, description: str, threshold: float = 0.5, log=print,
+                  verify: bool = True, hoist_projection: bool = True, source: str = "parameters") -> dict:
     bb = onnx_build.backbone_graph(cfg, params, state)
     hd = onnx_build.head_graph(cfg, params)
     bb, hd, feature_dim = hoist.hoist_or_keep(bb, hd, cfg.feature_dim, log, hoist_projection)
     bb_sha, bb_n, hd_sha, hd_n = write_model_dir(out, bb, hd, lambda bs, hs: manifest_text(
         name, description, cfg.width, cfg.height, cfg.mean, cfg.std, cfg.window, cfg.sample_fps, feature_dim,
         threshold, bs, hs))
-    log(f"exported {ckpt} -> {out}")
+    log(f"exported {source} -> {out}")
     log(f"  backbone.onnx {bb_n:>9d} bytes  sha256 {bb_sha}")
     log(f"  head.onnx     {hd_n:>9d} bytes  sha256 {hd_sha}")
     log(f"  input {cfg.width}x{cfg.height}, T={cfg.window}, sample-fps {cfg.sample_fps:g}, F={feature_dim}, "
