@@ -6,7 +6,8 @@
 #   w1.0-224   the same at 224x224
 #   demo       model/demo, the shipped width-0.35 112x112 demo model
 # four pipelines on the same video and the same weights, one inference thread each:
-#   edgewatch tract         `edgewatch detect` as shipped (the default backend)
+#   edgewatch tract         `edgewatch detect` with `model.backend = "tract"` (what the default, "auto",
+#                           runs without an onnxruntime library)
 #   edgewatch onnxruntime   `edgewatch detect` with `model.backend = "onnxruntime"` and the model
 #                           venv's own libonnxruntime (the library the references use)
 #   (a) Python fused        OpenCV decode, the fused model over a sliding window recomputed per step
@@ -161,6 +162,9 @@ ew_config() {
   printf '[decision]\nthreshold = 1.0\n' >> "$1"
   if [ "$3" = onnxruntime ]; then
     sed -i "s|^\[model\]|[model]\nbackend = \"onnxruntime\"\nonnxruntime-library = \"$ORT_LIB\"|" "$1"
+  else
+    # Named, not left to "auto": with ORT_DYLIB_PATH set, auto would run onnxruntime.
+    sed -i "s|^\[model\]|[model]\nbackend = \"tract\"|" "$1"
   fi
 }
 # run_pipeline DIR PIPELINE MODEL_DIR: one timed run; writes DIR/PIPELINE.{time,log|json}
