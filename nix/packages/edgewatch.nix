@@ -14,7 +14,7 @@
 # cross build: nixpkgs' cache has onnxruntime for native aarch64 only, and a
 # cross-compiled onnxruntime is a project of its own; `auto` runs tract there.
 # The `ort` crate is pinned to a release whose minimum Rust (1.88) the
-# pinned nixpkgs' rustc (1.91) meets (Cargo.toml).
+# pinned nixpkgs' rustc meets (25.11 was released with 1.91; Cargo.toml).
 { lib
 , stdenv
 , rustPlatform
