@@ -89,9 +89,11 @@ fn environment(library: Option<&Path>) -> Result<PathBuf, ModelError> {
         }
         None => {}
     }
-    precheck(&resolve(&path))?;
+    // Resolved once, so ort opens the very file the precheck opened.
+    let resolved = resolve(&path);
+    precheck(&resolved)?;
     // Called ourselves, since ort's implicit load panics when the library is missing.
-    let builder = match ort::init_from(&path) {
+    let builder = match ort::init_from(&resolved) {
         Ok(b) => b,
         Err(e) => {
             let msg = match e {

@@ -85,6 +85,20 @@ pub fn test_config(dir: &Path, video: &Path) -> Config {
     c
 }
 
+/// The text of a detector config file for a subprocess: `node`, metrics on a free port, a fast
+/// file source, the test model with its cache, the spool (1 MiB minimum free). Callers append
+/// their own sections.
+pub fn file_detector_toml(node: &str, video: &Path, cache: &Path, spool: &Path) -> String {
+    format!(
+        "node = \"{node}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[source]\nkind = \"file\"\npath = \"{}\"\npace = \"fast\"\n\
+         [model]\nsource = \"{}\"\ncache-dir = \"{}\"\n[clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MiB\"\n",
+        video.display(),
+        test_model().display(),
+        cache.display(),
+        spool.display()
+    )
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

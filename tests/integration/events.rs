@@ -602,16 +602,8 @@ async fn a_clip_that_cannot_be_written_closes_its_event_with_the_reason() {
     let conf = dir.path().join("detector.toml");
     std::fs::write(
         &conf,
-        format!(
-            "node = \"eio\"\n[http]\nlisten = \"127.0.0.1:0\"\n[source]\nkind = \"file\"\npath = \"{}\"\npace = \"fast\"\n\
-             [model]\nsource = \"{}\"\ncache-dir = \"{}\"\n[clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MiB\"\n\
-             [archive]\ntarget = \"{}\"\n",
-            video.display(),
-            test_model().display(),
-            dir.path().join("cache").display(),
-            cfg.clip.spool_dir.display(),
-            cfg.archive.target
-        ),
+        file_detector_toml("eio", &video, &dir.path().join("cache"), &cfg.clip.spool_dir)
+            + &format!("[archive]\ntarget = \"{}\"\n", cfg.archive.target),
     )
     .unwrap();
     let stop = CancellationToken::new();

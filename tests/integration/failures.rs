@@ -411,18 +411,8 @@ fn a_truncated_video_fails_the_run_and_logs_carry_no_terminal_codes() {
     let cut = dir.path().join("cut.avi");
     std::fs::write(&cut, &data[..data.len() * 3 / 4]).unwrap();
     let conf = dir.path().join("detector.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "node = \"cut\"\n[http]\nlisten = \"127.0.0.1:0\"\n[source]\nkind = \"file\"\npath = \"{}\"\npace = \"fast\"\n\
-             [model]\nsource = \"{}\"\ncache-dir = \"{}\"\n[clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MiB\"\n",
-            cut.display(),
-            test_model().display(),
-            dir.path().join("cache").display(),
-            dir.path().join("spool").display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&conf, file_detector_toml("cut", &cut, &dir.path().join("cache"), &dir.path().join("spool")))
+        .unwrap();
     let out = Command::new(bin()).arg("--config").arg(&conf).arg("detect").env_remove("NO_COLOR").output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");

@@ -206,16 +206,11 @@ fn without_keys_in_the_config_the_aws_credential_chain_is_used() {
     let conf = dir.path().join("detector.toml");
     std::fs::write(
         &conf,
-        format!(
-            "node = \"chain\"\n[http]\nlisten = \"127.0.0.1:0\"\n[source]\nkind = \"file\"\npath = \"{}\"\npace = \"fast\"\n\
-             [model]\nsource = \"{}\"\ncache-dir = \"{}\"\n[clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MiB\"\n\
-             [archive]\ntarget = \"s3://clips/chain\"\n[s3]\nendpoint = \"{}\"\nforce-path-style = true\n",
-            video.display(),
-            test_model().display(),
-            dir.path().join("cache").display(),
-            dir.path().join("spool").display(),
-            server.endpoint()
-        ),
+        file_detector_toml("chain", &video, &dir.path().join("cache"), &dir.path().join("spool"))
+            + &format!(
+                "[archive]\ntarget = \"s3://clips/chain\"\n[s3]\nendpoint = \"{}\"\nforce-path-style = true\n",
+                server.endpoint()
+            ),
     )
     .unwrap();
     let out = std::process::Command::new(bin())
