@@ -160,6 +160,9 @@ ew_config() {
   config "$1" "$VID" fast false "$(free_port)" "$4" "$2"
   # model.threads defaults to 1. Threshold 1: no events, so no clips are encoded (nor by the references).
   printf '[decision]\nthreshold = 1.0\n' >> "$1"
+  # Like for like: the references decode whole frames, so edgewatch does too here (its default,
+  # `scaled`, decodes less: a separate lever, timed per frame by `cargo bench --bench inference`).
+  sed -i "s|^\[model\]|[model]\ndecode = \"full\"|" "$1"
   if [ "$3" = onnxruntime ]; then
     sed -i "s|^\[model\]|[model]\nbackend = \"onnxruntime\"\nonnxruntime-library = \"$ORT_LIB\"|" "$1"
   else
@@ -198,7 +201,7 @@ done | sort -u)
 ew_warmup() {
   for backend in tract onnxruntime; do
     [ "$backend" = onnxruntime ] && [ $ort_ok = 0 ] && continue
-    env EDGEWATCH_MODEL__SOURCE="$2" EDGEWATCH_MODEL__BACKEND=$backend \
+    env EDGEWATCH_MODEL__SOURCE="$2" EDGEWATCH_MODEL__BACKEND=$backend EDGEWATCH_MODEL__DECODE=full \
       ${ORT_LIB:+EDGEWATCH_MODEL__ONNXRUNTIME_LIBRARY="$ORT_LIB"} EDGEWATCH_DECISION__THRESHOLD=1.0 "$BIN" demo --out "$1/demo-$backend" --video "$VID" > "$1/$backend.demo" 2>&1 \
       || { echo "edgewatch demo ($backend, $2) failed:" >&2; tail -5 "$1/$backend.demo" >&2; exit 1; }
   done

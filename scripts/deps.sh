@@ -11,8 +11,9 @@ command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup
 
 need_apt=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-# libclang: the v4l crate generates its V4L2 bindings with bindgen.
-pkgs=(libclang1-14 libclang-dev pkg-config nasm)
+# libclang: the v4l crate generates its V4L2 bindings with bindgen. cmake and nasm: the turbojpeg
+# crate builds its bundled libjpeg-turbo (with its SIMD code) for the scaled inference decode.
+pkgs=(libclang1-14 libclang-dev pkg-config nasm cmake)
 if [ "$what" = test ]; then
   # ffmpeg/ffprobe make and check fixture videos; promtool checks metrics; the aarch64
   # toolchain and qemu-user run the unit tests for the Pi target; nix-bin checks the Nix files.

@@ -202,6 +202,10 @@ pub struct ModelConfig {
     /// `infer::channels_last`). `false` runs the graph as exported, with only the depthwise
     /// convolutions moved channels-last by tract itself (bench/README.md, session 9).
     pub channels_last: bool,
+    /// `scaled`: inference frames are decoded at the smallest 1/2^k of the frame that is still twice
+    /// the model's input (DCT-domain scaling; `infer::decode`), `full`: the whole frame. Clips always
+    /// keep the camera's JPEGs.
+    pub decode: crate::infer::Decode,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -418,6 +422,7 @@ impl Default for Config {
                 onnxruntime_library: None,
                 threads: 1,
                 channels_last: true,
+                decode: crate::infer::Decode::Scaled,
             },
             decision: DecisionConfig { threshold: None, k: 3, n: 5, cooldown: Duration::from_secs(10) },
             clip: ClipConfig {
@@ -1134,6 +1139,15 @@ mod tests {
         assert!(load("", &[]).unwrap().model.channels_last);
         assert!(!load("[model]\nchannels-last = false\n", &[]).unwrap().model.channels_last);
         assert!(!load("", &[("EDGEWATCH_MODEL__CHANNELS_LAST", "false")]).unwrap().model.channels_last);
+    }
+
+    #[test]
+    fn decode_is_scaled_unless_full_is_chosen() {
+        use crate::infer::Decode;
+        assert_eq!(load("", &[]).unwrap().model.decode, Decode::Scaled);
+        assert_eq!(load("[model]\ndecode = \"full\"\n", &[]).unwrap().model.decode, Decode::Full);
+        let all = load("[model]\ndecode = \"dc-only\"\n", &[]).unwrap_err().to_string();
+        assert!(all.contains("`model.decode`") && all.contains("dc-only"), "{all}");
     }
 
     #[test]

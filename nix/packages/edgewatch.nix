@@ -15,10 +15,17 @@
 # cross-compiled onnxruntime is a project of its own; `auto` runs tract there.
 # The `ort` crate is pinned to a release whose minimum Rust (1.88) the
 # pinned nixpkgs' rustc meets (25.11 was released with 1.91; Cargo.toml).
+#
+# The turbojpeg crate (the scaled inference decode) links nixpkgs'
+# libjpeg_turbo (3.x: the tj3 API it needs) by explicit paths instead of
+# building its bundled copy with cmake, which would also need cmake in
+# nativeBuildInputs and dontUseCmakeConfigure (cmake's setup hook takes over
+# the configure phase otherwise). Explicit paths work alike native and cross.
 { lib
 , stdenv
 , rustPlatform
 , nasm
+, libjpeg_turbo
 , makeBinaryWrapper
 , onnxruntime
 , withOnnxruntime ? stdenv.buildPlatform.config == stdenv.hostPlatform.config
@@ -53,6 +60,14 @@ rustPlatform.buildRustPackage {
   nativeBuildInputs = [ rustPlatform.bindgenHook ]
     ++ lib.optional stdenv.hostPlatform.isx86_64 nasm
     ++ lib.optional withOnnxruntime makeBinaryWrapper;
+
+  buildInputs = [ libjpeg_turbo ];
+  env = {
+    TURBOJPEG_SOURCE = "explicit";
+    TURBOJPEG_DYNAMIC = "1";
+    TURBOJPEG_LIB_DIR = "${lib.getLib libjpeg_turbo}/lib";
+    TURBOJPEG_INCLUDE_DIR = "${lib.getDev libjpeg_turbo}/include";
+  };
 
   buildFeatures = lib.optional withOnnxruntime "onnxruntime";
 

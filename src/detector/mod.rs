@@ -166,7 +166,7 @@ async fn pipeline(
     let startup_cpu_s = ((cpu.tv_sec as f64 + cpu.tv_nsec as f64 * 1e-9) * 1e3).round() / 1e3;
     tracing::info!(name = %m.name, sha256 = %bundle.manifest_sha256, origin = %bundle.origin,
         input = %format!("{}x{}", m.input.width, m.input.height), window = m.temporal.window, backend = %engine.backend(),
-        backend_reason = engine.why().reason, backend_detail = %engine.why().detail, layout = engine.input_layout().name(), depthwise_kernel = engine.depthwise_kernel(), startup_cpu_s,
+        backend_reason = engine.why().reason, backend_detail = %engine.why().detail, layout = engine.input_layout().name(), depthwise_kernel = engine.depthwise_kernel(), decode = cfg.model.decode.name(), startup_cpu_s,
         "model loaded");
     health.set_initialised();
 
@@ -497,7 +497,7 @@ fn open_v4l2(cfg: &Config) -> Result<Box<dyn FrameSource>, SourceError> {
 /// Runs the backbone on each sampled frame and the head over the ring; returns (inferred, skipped).
 fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSender<RecMsg>) -> (u64, u64) {
     let m = &ctx.metrics;
-    let mut pre = engine.preprocessor();
+    let mut pre = engine.preprocessor().with_decode(ctx.cfg.model.decode);
     let mut streamer = Streamer::new(engine);
     let mut inferred = 0;
     let mut failed = 0;

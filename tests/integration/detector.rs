@@ -260,6 +260,7 @@ fn sigterm_finishes_the_clip_in_flight() {
     // The event above came from the channels-last backbone, tract's default (src/infer.rs).
     let loaded = log.iter().find(|l| l.contains("\"model loaded\"")).expect("a model-loaded line");
     assert!(loaded.contains("\"layout\":\"nhwc\""), "{loaded}");
+    assert!(loaded.contains("\"decode\":\"scaled\""), "{loaded}");
     // Start-up CPU (the benchmark's steady-state figure subtracts it) is logged, and real.
     let loaded: serde_json::Value = serde_json::from_str(loaded).unwrap();
     assert!(loaded["startup_cpu_s"].as_f64().is_some_and(|s| s > 0.0 && s < 60.0), "{loaded}");
