@@ -70,6 +70,7 @@ pub struct Config {
     pub source: SourceConfig,
     pub model: ModelConfig,
     pub decision: DecisionConfig,
+    pub motion: MotionConfig,
     pub clip: ClipConfig,
     pub alert: AlertConfig,
     pub archive: ArchiveConfig,
@@ -219,6 +220,46 @@ pub struct DecisionConfig {
     /// Quiet time after a clip ends before a new event may start.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+}
+
+/// Motion gating: the backbone runs on frames with motion (see [`crate::motion`]), and at least
+/// every `max-skip` so a motionless scene is still looked at.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MotionConfig {
+    /// `false` runs the backbone on every sampled frame.
+    pub enabled: bool,
+    /// Grey levels (of 255) a blurred pixel must differ from the background to count as changed.
+    pub threshold: u8,
+    /// Motion when the largest blob of changed pixels covers at least this fraction of the frame.
+    pub min_area: f32,
+    /// When this fraction of the unmasked pixels changes at once (lights, IR switching), the
+    /// background is re-learned instead of reporting motion.
+    pub lighting: f32,
+    /// Weight of each sampled frame in the running-average background.
+    pub alpha: f32,
+    /// The backbone runs at least this often, motion or not.
+    #[serde(with = "humantime_serde")]
+    pub max_skip: Duration,
+    /// The backbone keeps running this long after motion stops.
+    #[serde(with = "humantime_serde")]
+    pub hold: Duration,
+    /// Polygons whose pixels never count as motion (a tree, a road), each a list of `[x, y]`
+    /// points in frame pixels (`source.width` x `source.height`).
+    pub mask: Vec<Vec<[f32; 2]>>,
+}
+
+impl MotionConfig {
+    /// What [`crate::motion::MotionDetector::new`] takes.
+    pub fn params(&self) -> crate::motion::MotionParams {
+        crate::motion::MotionParams {
+            threshold: self.threshold,
+            min_area: self.min_area,
+            lighting: self.lighting,
+            alpha: self.alpha,
+            mask: self.mask.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -425,6 +466,18 @@ impl Default for Config {
                 decode: crate::infer::Decode::Scaled,
             },
             decision: DecisionConfig { threshold: None, k: 3, n: 5, cooldown: Duration::from_secs(10) },
+            motion: MotionConfig {
+                enabled: true,
+                threshold: crate::motion::DEFAULT_THRESHOLD,
+                min_area: crate::motion::DEFAULT_MIN_AREA,
+                lighting: crate::motion::DEFAULT_LIGHTING,
+                alpha: crate::motion::DEFAULT_ALPHA,
+                // 10 sampled frames at the demo model's 5 fps: a still scene is looked at every 2 s.
+                max_skip: Duration::from_secs(2),
+                // Covers a pause in a fight (a body on the ground) without re-waiting for motion.
+                hold: Duration::from_secs(1),
+                mask: Vec::new(),
+            },
             clip: ClipConfig {
                 spool_dir: "/var/spool/edgewatch".into(),
                 pre_roll: Duration::from_secs(5),
@@ -707,8 +760,8 @@ impl Config {
                 }
             )*};
         }
-        read!(log: "log", http: "http", source: "source", model: "model", decision: "decision", clip: "clip",
-            alert: "alert", archive: "archive", s3: "s3", smtp: "smtp", watch: "watch");
+        read!(log: "log", http: "http", source: "source", model: "model", decision: "decision", motion: "motion",
+            clip: "clip", alert: "alert", archive: "archive", s3: "s3", smtp: "smtp", watch: "watch");
         // Cross-field rules, each message with where its first key's value came from.
         for msg in config.validate() {
             let key = msg.split('`').nth(1).unwrap_or_default();
@@ -791,6 +844,35 @@ impl Config {
         }
         if d.n > 1000 {
             p.push("`decision.n` is larger than 1000".into());
+        }
+        let mo = &self.motion;
+        if mo.threshold == 0 {
+            p.push("`motion.threshold` = 0 is out of range (1..=255)".into());
+        }
+        for (key, v) in [("min-area", mo.min_area), ("lighting", mo.lighting), ("alpha", mo.alpha)] {
+            // Written so that NaN fails too.
+            if !(v > 0.0 && v <= 1.0) {
+                p.push(format!("`motion.{key}` = {v} must be within (0, 1]"));
+            }
+        }
+        if mo.max_skip.is_zero() {
+            p.push(
+                "`motion.max-skip` must be positive (`motion.enabled = false` runs the backbone on every frame)".into(),
+            );
+        }
+        for (i, poly) in mo.mask.iter().enumerate() {
+            if poly.len() < 3 {
+                p.push(format!("`motion.mask` polygon {i} has {} point(s); a polygon needs at least 3", poly.len()));
+            }
+            let (w, h) = (s.width as f32, s.height as f32);
+            for (j, &[x, y]) in poly.iter().enumerate() {
+                if !((0.0..=w).contains(&x) && (0.0..=h).contains(&y)) {
+                    p.push(format!(
+                        "`motion.mask` polygon {i}, point {j} [{x}, {y}] is outside the {}x{} frame (`source.width` x `source.height`)",
+                        s.width, s.height
+                    ));
+                }
+            }
         }
         let c = &self.clip;
         if c.post_roll.is_zero() {
@@ -1170,5 +1252,81 @@ mod tests {
         }
         let all = load("[model]\nbackend = \"openvino\"\n", &[]).unwrap_err().to_string();
         assert!(all.contains("`model.backend`") && all.contains("openvino"), "{all}");
+    }
+
+    #[test]
+    fn motion_defaults_parse_and_are_the_detectors() {
+        let c = load("[motion]\n", &[]).unwrap();
+        assert_eq!(c.motion, Config::default().motion);
+        assert!(c.motion.enabled && c.motion.mask.is_empty());
+        assert_eq!((c.motion.max_skip, c.motion.hold), (Duration::from_secs(2), Duration::from_secs(1)));
+        assert_eq!(c.motion.params(), crate::motion::MotionParams::default());
+    }
+
+    #[test]
+    fn an_unknown_motion_key_is_rejected() {
+        let all = load("[motion]\nthreshhold = 30\n", &[]).unwrap_err().to_string();
+        assert!(all.contains("unknown key `motion.threshhold` (from TOML file"), "{all}");
+    }
+
+    #[test]
+    fn motion_numbers_out_of_range_are_rejected() {
+        let toml = "[motion]\nthreshold = 0\nmin-area = 0.0\nlighting = 1.5\nalpha = -0.1\nmax-skip = \"0s\"\n";
+        let all = load(toml, &[]).unwrap_err().to_string();
+        for want in [
+            "`motion.threshold` = 0 is out of range (1..=255)",
+            "`motion.min-area` = 0 must be within (0, 1]",
+            "`motion.lighting` = 1.5 must be within (0, 1]",
+            "`motion.alpha` = -0.1 must be within (0, 1]",
+            "`motion.max-skip` must be positive",
+        ] {
+            assert!(all.contains(want), "{want}: {all}");
+        }
+        let all = load("[motion]\nthreshold = 256\n", &[]).unwrap_err().to_string();
+        assert!(all.contains("`motion.threshold`"), "u8: {all}");
+        let mut c = Config::default();
+        c.motion.alpha = f32::NAN;
+        assert_eq!(c.validate(), vec!["`motion.alpha` = NaN must be within (0, 1]".to_string()]);
+    }
+
+    #[test]
+    fn a_motion_mask_outside_the_frame_or_with_too_few_points_is_rejected() {
+        let mut c = Config::default();
+        c.motion.mask = vec![vec![[0.0, 0.0], [641.0, 0.0], [640.0, 480.0]], vec![[1.0, 1.0], [2.0, 2.0]]];
+        let p = c.validate();
+        assert!(
+            p.iter().any(|m| m.contains("`motion.mask` polygon 0, point 1 [641, 0] is outside the 640x480 frame")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|m| m.contains("`motion.mask` polygon 1 has 2 point(s)")), "{p:?}");
+        assert_eq!(p.len(), 2, "{p:?}");
+        // From a file, against the configured frame size, with where the value came from.
+        let all = load("[source]\nwidth = 320\nheight = 240\n[motion]\nmask = [[[0, 0], [320, 241], [0, 240]]]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            all.contains("polygon 0, point 1 [320, 241] is outside the 320x240 frame")
+                && all.contains("(from TOML file"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn a_valid_motion_mask_is_accepted() {
+        let toml = "[source]\nwidth = 320\nheight = 240\n[motion]\nthreshold = 30\nmin-area = 0.01\nmax-skip = \"5s\"\n\
+                    hold = \"0s\"\nmask = [[[0, 0], [320, 0], [320, 40.5], [0, 40]], [[10, 200], [20, 240], [0, 240]]]\n";
+        let c = load(toml, &[]).unwrap();
+        let want = vec![
+            vec![[0.0, 0.0], [320.0, 0.0], [320.0, 40.5], [0.0, 40.0]],
+            vec![[10.0, 200.0], [20.0, 240.0], [0.0, 240.0]],
+        ];
+        assert_eq!(c.motion.mask, want);
+        let p = c.motion.params();
+        assert_eq!((p.threshold, p.min_area, p.mask), (30, 0.01, want));
+        assert_eq!((c.motion.max_skip, c.motion.hold), (Duration::from_secs(5), Duration::ZERO));
+        // `check-config --print` shows it, and what it shows loads back the same.
+        let printed = c.to_redacted_toml();
+        assert!(printed.contains("[motion]") && printed.contains("min-area = 0.01"), "{printed}");
+        assert_eq!(load(&printed, &[]).unwrap().motion, c.motion, "{printed}");
     }
 }

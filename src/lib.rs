@@ -5,6 +5,7 @@
 //!   `check-config` checks beyond the file (model, source, spool, archive, SMTP).
 //! - [`source`]: frame sources (V4L2 camera, MJPEG-in-AVI file).
 //! - [`model`] and [`infer`]: the two-file model contract and streaming inference with tract (or onnxruntime, cargo feature `onnxruntime`).
+//! - [`motion`]: motion detection on a small grayscale image, to gate the backbone.
 //! - [`clip`]: the K-of-N decision, the pre-roll ring, clip cutting and H.264/MP4 encoding.
 //! - [`spool`]: the on-disk protocol between the detector and the watchdog.
 //! - [`archive`] and [`s3`]: the durable upload queue to S3 or a directory.
@@ -22,6 +23,7 @@ pub mod detector;
 pub mod fault;
 pub mod infer;
 pub mod model;
+pub mod motion;
 pub mod s3;
 pub mod shutdown;
 pub mod source;

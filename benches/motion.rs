@@ -1,0 +1,99 @@
+//! Cost of `MotionDetector::observe` per 80x60 grayscale frame (the 1/8 decode of a 640x480
+//! frame), the motion gate in front of the backbone (issue #26).
+//!
+//! A synthetic textured scene with Gaussian noise (sigma 4) and a 6x12 bright blob walking across
+//! it, 2 px a frame, with a mask polygon over a quarter of the frame; also the same scene with no
+//! blob (the common case: no blob to walk). The frames are made first, so only `observe` is timed.
+//! After a warm-up pass, `ROUNDS` rounds of `FRAMES` frames each; the median round's per-frame
+//! time is printed with the fastest and slowest rounds'.
+//!
+//! `cargo bench --bench motion`; `BENCH_FRAMES` (default 5000) frames per round.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use edgewatch::motion::{Gray, MotionDetector, MotionParams};
+
+const W: usize = 80;
+const H: usize = 60;
+const ROUNDS: usize = 9;
+
+/// xorshift64*: fixed seed, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn uniform(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 + 1.0) / (1u64 << 24) as f32
+    }
+    fn gauss(&mut self, sigma: f32) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        sigma * (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+}
+
+/// One walk across the frame (the blob's left edge from -6 to 80), or the scene alone.
+fn frames(blob: bool) -> Vec<Vec<u8>> {
+    let mut r = Rng(0x5eed);
+    let scene: Vec<f32> = (0..W * H).map(|_| 70.0 + (r.next() % 80) as f32).collect();
+    (0..(W + 6) / 2 + 1)
+        .map(|i| {
+            let mut s = scene.clone();
+            let x0 = -6 + 2 * i as i32;
+            for y in (24..36).filter(|_| blob) {
+                for x in x0.max(0)..(x0 + 6).min(W as i32) {
+                    s[y * W + x as usize] = 230.0;
+                }
+            }
+            s.iter().map(|v| (v + r.gauss(4.0)).round().clamp(0.0, 255.0) as u8).collect()
+        })
+        .collect()
+}
+
+fn gray(data: &[u8]) -> Gray<'_> {
+    Gray { width: W as u32, height: H as u32, data }
+}
+
+/// Per-frame microseconds of each round, sorted, and the share of frames reported active.
+fn time(frames: &[Vec<u8>], per_round: usize) -> (Vec<f64>, f64) {
+    let params = MotionParams {
+        mask: vec![vec![[0.0, 0.0], [320.0, 0.0], [320.0, 240.0], [0.0, 240.0]]],
+        ..MotionParams::default()
+    };
+    let mut d = MotionDetector::new(&params, 640, 480);
+    let mut active = 0;
+    for f in frames.iter().cycle().take(per_round) {
+        active += usize::from(d.observe(gray(f)).active);
+    }
+    let mut rounds: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let t0 = Instant::now();
+            for f in frames.iter().cycle().take(per_round) {
+                black_box(d.observe(black_box(gray(f))));
+            }
+            t0.elapsed().as_secs_f64() * 1e6 / per_round as f64
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    (rounds, active as f64 / per_round as f64)
+}
+
+fn main() {
+    let per_round: usize = std::env::var("BENCH_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    println!("motion benchmark: MotionDetector::observe on {W}x{H} gray, noise sigma 4, a quarter of the frame masked");
+    for (name, blob) in [("walking blob", true), ("still scene ", false)] {
+        let (rounds, active) = time(&frames(blob), per_round);
+        println!(
+            "  {name}: {:6.2} us/frame median (range {:.2}-{:.2}, {ROUNDS} rounds of {per_round} frames; {:.0} % active)",
+            rounds[ROUNDS / 2],
+            rounds[0],
+            rounds[ROUNDS - 1],
+            active * 100.0
+        );
+    }
+}
