@@ -164,6 +164,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let summary = edgewatch::detector::run(cfg, shutdown).await?;
                 tracing::info!(
                     frames = summary.frames_captured,
+                    inferred = summary.frames_inferred,
+                    backbone_runs = summary.backbone_runs,
+                    backbone_skipped = summary.backbone_skipped,
                     clips = summary.events.len(),
                     events_without_clip = summary.without_clip.len(),
                     events_open = summary.clip_failures,

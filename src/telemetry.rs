@@ -114,6 +114,10 @@ pub struct DetectorMetrics {
     pub frames_dropped: Counter,
     pub frames_inferred: Counter,
     pub frames_inference_skipped: Counter,
+    pub backbone_runs: Counter,
+    pub backbone_skipped: Family<ReasonLabel, Counter>,
+    pub motion_active: Gauge,
+    pub motion_rebaselines: Counter,
     pub camera_reconnects: Counter,
     pub camera_up: Gauge,
     pub camera_outage_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
@@ -152,6 +156,10 @@ impl DetectorMetrics {
             frames_dropped: Counter::default(),
             frames_inferred: Counter::default(),
             frames_inference_skipped: Counter::default(),
+            backbone_runs: Counter::default(),
+            backbone_skipped: Family::default(),
+            motion_active: Gauge::default(),
+            motion_rebaselines: Counter::default(),
             camera_reconnects: Counter::default(),
             camera_up: Gauge::default(),
             camera_outage_seconds: Counter::default(),
@@ -200,7 +208,25 @@ impl DetectorMetrics {
             m.frames_decode_failed.clone(),
         );
         r.register("frames_dropped", "Frames lost before the clip ring (pipeline saturated)", m.frames_dropped.clone());
-        r.register("frames_inferred", "Frames run through the backbone", m.frames_inferred.clone());
+        r.register(
+            "frames_inferred",
+            "Sampled frames scored: the backbone ran, or motion gating repeated its last feature",
+            m.frames_inferred.clone(),
+        );
+        r.register("backbone_runs", "Frames run through the backbone", m.backbone_runs.clone());
+        // Served at 0 from the start, so a dashboard's rate() has a series before the first skip.
+        let _ = m.backbone_skipped.get_or_create(&ReasonLabel { reason: "still" });
+        r.register(
+            "backbone_skipped",
+            "Sampled frames motion gating kept from the backbone, by reason",
+            m.backbone_skipped.clone(),
+        );
+        r.register("motion_active", "1 while the motion detector sees motion", m.motion_active.clone());
+        r.register(
+            "motion_rebaseline",
+            "Lighting changes (most of the frame at once) the motion detector re-baselined on",
+            m.motion_rebaselines.clone(),
+        );
         r.register(
             "frames_inference_skipped",
             "Sampled frames not inferred because inference was busy",

@@ -31,9 +31,11 @@ use crate::model::{self, ModelBundle};
 use crate::s3::S3Client;
 use crate::source::{FileSource, Frame, FrameSource, Sampler, SourceError};
 use crate::spool::{self, EventRecord};
-use crate::telemetry::{self, DetectorMetrics, Health, ModelLabels, ResultLabel};
+use crate::telemetry::{self, DetectorMetrics, Health, ModelLabels, ReasonLabel, ResultLabel};
+use gate::{Gate, Verdict};
 use writer::{Job, Reserve};
 
+mod gate;
 mod writer;
 
 /// One event as reported by a run.
@@ -58,6 +60,12 @@ pub struct Summary {
     pub frames_captured: u64,
     pub frames_inferred: u64,
     pub frames_inference_skipped: u64,
+    /// Backbone runs; with motion gating, `frames_inferred` = these + `backbone_skipped`.
+    pub backbone_runs: u64,
+    /// Sampled frames the motion gate kept from the backbone (the scene was still).
+    pub backbone_skipped: u64,
+    /// Lighting changes the motion detector re-baselined on.
+    pub motion_rebaselines: u64,
     /// Events closed with a clip.
     pub events: Vec<EventReport>,
     /// Events closed without one (id, reason): restarted without a frame journal, dropped
@@ -166,7 +174,7 @@ async fn pipeline(
     let startup_cpu_s = ((cpu.tv_sec as f64 + cpu.tv_nsec as f64 * 1e-9) * 1e3).round() / 1e3;
     tracing::info!(name = %m.name, sha256 = %bundle.manifest_sha256, origin = %bundle.origin,
         input = %format!("{}x{}", m.input.width, m.input.height), window = m.temporal.window, backend = %engine.backend(),
-        backend_reason = engine.why().reason, backend_detail = %engine.why().detail, layout = engine.input_layout().name(), depthwise_kernel = engine.depthwise_kernel(), decode = cfg.model.decode.name(), startup_cpu_s,
+        backend_reason = engine.why().reason, backend_detail = %engine.why().detail, layout = engine.input_layout().name(), depthwise_kernel = engine.depthwise_kernel(), decode = cfg.model.decode.name(), motion_gating = cfg.motion.enabled, startup_cpu_s,
         "model loaded");
     health.set_initialised();
 
@@ -287,6 +295,9 @@ fn run_threads(
         frames_captured,
         frames_inferred: inferred,
         frames_inference_skipped: skipped,
+        backbone_runs: ctx.metrics.backbone_runs.get(),
+        backbone_skipped: ctx.metrics.backbone_skipped.get_or_create(&ReasonLabel { reason: "still" }).get(),
+        motion_rebaselines: ctx.metrics.motion_rebaselines.get(),
         events: written.events,
         without_clip: written.without_clip,
         clip_failures: written.still_open,
@@ -494,11 +505,14 @@ fn open_v4l2(cfg: &Config) -> Result<Box<dyn FrameSource>, SourceError> {
     }
 }
 
-/// Runs the backbone on each sampled frame and the head over the ring; returns (inferred, skipped).
+/// Runs the backbone on each sampled frame the motion gate lets through (every one with
+/// `motion.enabled = false`) and the head over the ring; returns (inferred, skipped).
 fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSender<RecMsg>) -> (u64, u64) {
     let m = &ctx.metrics;
     let mut pre = engine.preprocessor().with_decode(ctx.cfg.model.decode);
     let mut streamer = Streamer::new(engine);
+    let threshold = ctx.cfg.threshold(ctx.bundle.manifest.decision.threshold);
+    let mut gate = ctx.cfg.motion.enabled.then(|| Gate::new(&ctx.cfg, threshold));
     let mut inferred = 0;
     let mut failed = 0;
     for msg in rx {
@@ -506,25 +520,55 @@ fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSen
             InferMsg::Frame(f) => f,
             InferMsg::Reset => {
                 streamer.reset();
+                if let Some(g) = &mut gate {
+                    g.reset();
+                }
                 continue;
             }
         };
         crate::fault::slow("INFERENCE");
-        let input = match pre.tensor(&frame.jpeg) {
-            Ok(t) => t,
-            Err(e) => {
-                m.frames_decode_failed.inc();
-                tracing::debug!(seq = frame.seq, error = %e, "skipping undecodable frame");
-                continue;
+        let verdict = gate.as_mut().map_or(Verdict::Run("gating off"), |g| g.judge(frame.pts, &frame.jpeg, m));
+        // A still frame repeats the newest feature; with none yet, it runs like any other.
+        let repeated = if verdict == Verdict::Skip { streamer.repeat() } else { None };
+        let ran = repeated.is_none();
+        let step = match repeated {
+            Some(step) => {
+                gate::count_skip(m);
+                step
+            }
+            None => {
+                let input = match pre.tensor(&frame.jpeg) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        m.frames_decode_failed.inc();
+                        tracing::debug!(seq = frame.seq, error = %e, "skipping undecodable frame");
+                        continue;
+                    }
+                };
+                let step = streamer.push(input);
+                if step.is_ok() {
+                    m.backbone_runs.inc();
+                    if let Some(g) = &mut gate {
+                        g.ran(frame.pts);
+                    }
+                }
+                step
             }
         };
-        match streamer.push(input) {
+        match step {
             Ok((score, timing)) => {
                 inferred += 1;
                 m.frames_inferred.inc();
-                m.backbone_seconds.observe(timing.backbone.as_secs_f64());
-                if let (Some(score), Some(head)) = (score, timing.head) {
-                    m.head_seconds.observe(head.as_secs_f64());
+                if ran {
+                    m.backbone_seconds.observe(timing.backbone.as_secs_f64());
+                }
+                if let Some(score) = score {
+                    if let Some(g) = &mut gate {
+                        g.scored(frame.pts, score);
+                    }
+                    if let Some(head) = timing.head {
+                        m.head_seconds.observe(head.as_secs_f64());
+                    }
                     m.score.set(score as f64);
                     if tx.send(RecMsg::Score { pts: frame.pts, wall: frame.wall, score }).is_err() {
                         break;

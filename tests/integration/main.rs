@@ -7,6 +7,7 @@ mod detector;
 mod events;
 mod failures;
 mod model;
+mod motion;
 mod pod;
 mod s3;
 mod sandbox;

@@ -69,6 +69,8 @@ in
     description = "edgewatch detect (:9870)";
     metrics = [
       "edgewatch_backbone_latency_seconds_bucket"
+      "edgewatch_backbone_runs_total"
+      "edgewatch_backbone_skipped_total"
       "edgewatch_build_info"
       "edgewatch_camera_outage_seconds_total"
       "edgewatch_camera_reconnects_total"
@@ -86,6 +88,8 @@ in
       "edgewatch_head_latency_seconds_bucket"
       "edgewatch_model_fetches_total"
       "edgewatch_model_info"
+      "edgewatch_motion_active"
+      "edgewatch_motion_rebaseline_total"
       "edgewatch_score"
       "edgewatch_upload_duration_seconds_bucket"
       "edgewatch_upload_queue_depth"
