@@ -467,7 +467,9 @@ impl Default for Config {
             },
             decision: DecisionConfig { threshold: None, k: 3, n: 5, cooldown: Duration::from_secs(10) },
             motion: MotionConfig {
-                enabled: true,
+                // Off until gating decides the same events everywhere: on a repeated short-clip fixture it
+                // split one event in two (issue 26's note). `true` is tested and opt-in.
+                enabled: false,
                 threshold: crate::motion::DEFAULT_THRESHOLD,
                 min_area: crate::motion::DEFAULT_MIN_AREA,
                 lighting: crate::motion::DEFAULT_LIGHTING,
@@ -1258,7 +1260,7 @@ mod tests {
     fn motion_defaults_parse_and_are_the_detectors() {
         let c = load("[motion]\n", &[]).unwrap();
         assert_eq!(c.motion, Config::default().motion);
-        assert!(c.motion.enabled && c.motion.mask.is_empty());
+        assert!(!c.motion.enabled && c.motion.mask.is_empty());
         assert_eq!((c.motion.max_skip, c.motion.hold), (Duration::from_secs(2), Duration::from_secs(1)));
         assert_eq!(c.motion.params(), crate::motion::MotionParams::default());
     }
