@@ -15,34 +15,23 @@ use std::time::Instant;
 use edgewatch::infer::{Pixels, ScaledDecoder};
 use edgewatch::motion::{Gray, MotionDetector, MotionParams};
 use edgewatch::source::AviReader;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 const W: usize = 80;
 const H: usize = 60;
 const ROUNDS: usize = 9;
 
-/// xorshift64*: fixed seed, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn uniform(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 + 1.0) / (1u64 << 24) as f32
-    }
-    fn gauss(&mut self, sigma: f32) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        sigma * (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
+/// Gaussian noise: Box-Muller on rand's uniforms (1 - u keeps ln away from 0).
+fn gauss(r: &mut StdRng, sigma: f32) -> f32 {
+    let (u, v) = (1.0 - r.random::<f32>(), r.random::<f32>());
+    sigma * (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
 }
 
 /// One walk across the frame (the blob's left edge from -6 to 80), or the scene alone.
 fn frames(blob: bool) -> Vec<Vec<u8>> {
-    let mut r = Rng(0x5eed);
-    let scene: Vec<f32> = (0..W * H).map(|_| 70.0 + (r.next() % 80) as f32).collect();
+    let mut r = StdRng::seed_from_u64(0x5eed);
+    let scene: Vec<f32> = (0..W * H).map(|_| 70.0 + r.random_range(0..80) as f32).collect();
     (0..(W + 6) / 2 + 1)
         .map(|i| {
             let mut s = scene.clone();
@@ -52,7 +41,7 @@ fn frames(blob: bool) -> Vec<Vec<u8>> {
                     s[y * W + x as usize] = 230.0;
                 }
             }
-            s.iter().map(|v| (v + r.gauss(4.0)).round().clamp(0.0, 255.0) as u8).collect()
+            s.iter().map(|v| (v + gauss(&mut r, 4.0)).round().clamp(0.0, 255.0) as u8).collect()
         })
         .collect()
 }

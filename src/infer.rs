@@ -146,10 +146,6 @@ impl Preprocessor {
         self
     }
 
-    pub fn decode_mode(&self) -> Decode {
-        self.decode
-    }
-
     /// Decodes, resizes and normalises one frame.
     pub fn tensor(&mut self, jpeg: &[u8]) -> Result<Tensor, InferError> {
         let mut frame = std::mem::take(&mut self.frame);
@@ -593,12 +589,13 @@ impl Streamer {
     /// with. The head runs unless the whole ring is one feature (then its score cannot change).
     /// `None` (nothing to repeat yet) means the caller must [`Streamer::push`] instead.
     pub fn repeat(&mut self) -> Option<Result<(Option<f32>, StepTiming), InferError>> {
-        let feat = self.ring.back()?.clone();
+        let newest = self.ring.back()?;
         self.repeats += 1;
         let window = self.engine.manifest.temporal.window;
         if self.repeats >= window && self.ring.len() == window {
             return Some(Ok((self.last_score, StepTiming { backbone: Duration::ZERO, head: None })));
         }
+        let feat = newest.clone();
         Some(self.step(feat, Duration::ZERO))
     }
 

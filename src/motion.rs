@@ -276,6 +276,8 @@ fn inside(poly: &[[f32; 2]], px: f32, py: f32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     const W: usize = 80;
     const H: usize = 60;
@@ -283,31 +285,16 @@ mod tests {
     const FW: u32 = 640;
     const FH: u32 = 480;
 
-    /// xorshift64*: a fixed-seed RNG without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        /// Uniform in (0, 1].
-        fn uniform(&mut self) -> f32 {
-            ((self.next() >> 40) as f32 + 1.0) / (1u64 << 24) as f32
-        }
-        /// Box-Muller.
-        fn gauss(&mut self, sigma: f32) -> f32 {
-            let (u, v) = (self.uniform(), self.uniform());
-            sigma * (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-        }
+    /// Gaussian noise: Box-Muller on rand's uniforms (1 - u keeps ln away from 0).
+    fn gauss(r: &mut StdRng, sigma: f32) -> f32 {
+        let (u, v) = (1.0 - r.random::<f32>(), r.random::<f32>());
+        sigma * (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
     }
 
     /// A still scene with per-pixel texture (70..150), the same for every seed.
     fn scene() -> Vec<f32> {
-        let mut r = Rng(0x5eed);
-        (0..W * H).map(|_| 70.0 + (r.next() % 80) as f32).collect()
+        let mut r = StdRng::seed_from_u64(0x5eed);
+        (0..W * H).map(|_| 70.0 + r.random_range(0..80) as f32).collect()
     }
 
     /// A 6x12 bright blob, its left edge at `x` (may be partly or wholly outside), top at `y`.
@@ -324,8 +311,8 @@ mod tests {
     }
 
     /// `scene` plus Gaussian noise of sigma 4, as 8-bit pixels.
-    fn noisy(scene: &[f32], r: &mut Rng) -> Vec<u8> {
-        scene.iter().map(|v| (v + r.gauss(4.0)).round().clamp(0.0, 255.0) as u8).collect()
+    fn noisy(scene: &[f32], r: &mut StdRng) -> Vec<u8> {
+        scene.iter().map(|v| (v + gauss(r, 4.0)).round().clamp(0.0, 255.0) as u8).collect()
     }
 
     fn gray(data: &[u8]) -> Gray<'_> {
@@ -345,7 +332,7 @@ mod tests {
     /// Runs the walk (`STILL` still frames, then `WALK` frames) and returns each frame's verdict
     /// with the blob's left edge (None before it starts).
     fn walk(params: &MotionParams) -> Vec<(Option<i32>, Motion)> {
-        let (base, mut r) = (scene(), Rng(42));
+        let (base, mut r) = (scene(), StdRng::seed_from_u64(42));
         let mut d = MotionDetector::new(params, FW, FH);
         let mut out = Vec::new();
         for i in 0..STILL + WALK {
@@ -361,7 +348,7 @@ mod tests {
 
     #[test]
     fn a_still_noisy_scene_is_never_active() {
-        let (base, mut r) = (scene(), Rng(1));
+        let (base, mut r) = (scene(), StdRng::seed_from_u64(1));
         let mut d = MotionDetector::new(&MotionParams::default(), FW, FH);
         for i in 0..200 {
             let m = d.observe(gray(&noisy(&base, &mut r)));
@@ -392,7 +379,7 @@ mod tests {
 
     #[test]
     fn a_blob_that_stops_fades_into_the_background() {
-        let (base, mut r) = (scene(), Rng(7));
+        let (base, mut r) = (scene(), StdRng::seed_from_u64(7));
         let mut d = MotionDetector::new(&MotionParams::default(), FW, FH);
         d.observe(gray(&noisy(&base, &mut r)));
         let parked = with_blob(&base, 30, 24);
@@ -404,7 +391,7 @@ mod tests {
 
     #[test]
     fn lights_on_rebaselines_within_one_frame_and_is_not_motion() {
-        let (base, mut r) = (scene(), Rng(3));
+        let (base, mut r) = (scene(), StdRng::seed_from_u64(3));
         let bright: Vec<f32> = base.iter().map(|v| v + 60.0).collect();
         let mut d = MotionDetector::new(&MotionParams::default(), FW, FH);
         for _ in 0..10 {
@@ -445,7 +432,7 @@ mod tests {
     fn masked_pixels_do_not_count_towards_the_lighting_fraction() {
         // The left three quarters masked; light changes in the right quarter only.
         let mask = vec![vec![[0.0, 0.0], [480.0, 0.0], [480.0, 480.0], [0.0, 480.0]]];
-        let (base, mut r) = (scene(), Rng(5));
+        let (base, mut r) = (scene(), StdRng::seed_from_u64(5));
         let right_lit: Vec<f32> =
             base.iter().enumerate().map(|(i, v)| v + if i % W >= 60 { 60.0 } else { 0.0 }).collect();
         let mut d = MotionDetector::new(&MotionParams { mask: mask.clone(), ..MotionParams::default() }, FW, FH);
@@ -490,7 +477,7 @@ mod tests {
 
     #[test]
     fn reset_and_a_new_image_size_set_the_background_again() {
-        let (base, mut r) = (scene(), Rng(9));
+        let (base, mut r) = (scene(), StdRng::seed_from_u64(9));
         let mut d = MotionDetector::new(&MotionParams::default(), FW, FH);
         d.observe(gray(&noisy(&base, &mut r)));
         // Every pixel 80 grey levels brighter after the reset: only the new background.

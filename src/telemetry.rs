@@ -116,6 +116,9 @@ pub struct DetectorMetrics {
     pub frames_inference_skipped: Counter,
     pub backbone_runs: Counter,
     pub backbone_skipped: Family<ReasonLabel, Counter>,
+    /// `backbone_skipped{reason="still"}` itself (the same counter), so the per-frame path does
+    /// not look it up in the family each time.
+    pub backbone_skipped_still: Counter,
     pub motion_active: Gauge,
     pub motion_rebaselines: Counter,
     pub camera_reconnects: Counter,
@@ -150,6 +153,9 @@ pub struct DetectorMetrics {
 impl DetectorMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let latency = || Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        // Created now, so it is served at 0 before the first skip (a dashboard's rate() has a series).
+        let backbone_skipped = Family::<ReasonLabel, Counter>::default();
+        let backbone_skipped_still = backbone_skipped.get_or_create(&ReasonLabel { reason: "still" }).clone();
         let m = DetectorMetrics {
             frames_captured: Counter::default(),
             frames_decode_failed: Counter::default(),
@@ -157,7 +163,8 @@ impl DetectorMetrics {
             frames_inferred: Counter::default(),
             frames_inference_skipped: Counter::default(),
             backbone_runs: Counter::default(),
-            backbone_skipped: Family::default(),
+            backbone_skipped,
+            backbone_skipped_still,
             motion_active: Gauge::default(),
             motion_rebaselines: Counter::default(),
             camera_reconnects: Counter::default(),
@@ -214,8 +221,6 @@ impl DetectorMetrics {
             m.frames_inferred.clone(),
         );
         r.register("backbone_runs", "Frames run through the backbone", m.backbone_runs.clone());
-        // Served at 0 from the start, so a dashboard's rate() has a series before the first skip.
-        let _ = m.backbone_skipped.get_or_create(&ReasonLabel { reason: "still" });
         r.register(
             "backbone_skipped",
             "Sampled frames motion gating kept from the backbone, by reason",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::infer::{Pixels, ScaledDecoder};
 use crate::motion::{Gray, MotionDetector};
-use crate::telemetry::{DetectorMetrics, ReasonLabel};
+use crate::telemetry::DetectorMetrics;
 
 /// The motion detector's input: the frame decoded at 1/8 (80x60 from 640x480), luma only; a
 /// 1x1 minimum makes [`ScaledDecoder`] pick its smallest scale.
@@ -103,9 +103,4 @@ impl Gate {
         self.last_motion = None;
         self.hot_until = None;
     }
-}
-
-/// Counts a frame the gate kept from the backbone.
-pub fn count_skip(m: &DetectorMetrics) {
-    m.backbone_skipped.get_or_create(&ReasonLabel { reason: "still" }).inc();
 }

@@ -31,7 +31,7 @@ use crate::model::{self, ModelBundle};
 use crate::s3::S3Client;
 use crate::source::{FileSource, Frame, FrameSource, Sampler, SourceError};
 use crate::spool::{self, EventRecord};
-use crate::telemetry::{self, DetectorMetrics, Health, ModelLabels, ReasonLabel, ResultLabel};
+use crate::telemetry::{self, DetectorMetrics, Health, ModelLabels, ResultLabel};
 use gate::{Gate, Verdict};
 use writer::{Job, Reserve};
 
@@ -296,7 +296,7 @@ fn run_threads(
         frames_inferred: inferred,
         frames_inference_skipped: skipped,
         backbone_runs: ctx.metrics.backbone_runs.get(),
-        backbone_skipped: ctx.metrics.backbone_skipped.get_or_create(&ReasonLabel { reason: "still" }).get(),
+        backbone_skipped: ctx.metrics.backbone_skipped_still.get(),
         motion_rebaselines: ctx.metrics.motion_rebaselines.get(),
         events: written.events,
         without_clip: written.without_clip,
@@ -533,7 +533,7 @@ fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSen
         let ran = repeated.is_none();
         let step = match repeated {
             Some(step) => {
-                gate::count_skip(m);
+                m.backbone_skipped_still.inc();
                 step
             }
             None => {
