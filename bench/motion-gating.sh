@@ -5,18 +5,25 @@
 # (a grey grid, temporal noise of sigma about 4 grey levels), 10 s of the demo video's fight,
 # 60 s still, a 10 s walk-through (a person-sized block crossing, no fight), 60 s still. Also
 # the 120 s still part alone, for the still-scene figure. `edgewatch detect` runs each with
-# `pace = "fast"` (CPU, not wall time, is measured), `motion.enabled` false and true, ROUNDS
-# rounds alternating the order, on the demo model and a width-1.0 MobileNetV2 at 224 (model
-# tooling, seed 7). Printed: CPU-seconds per minute of video (process user+system, minus the
-# model load that the "model loaded" line reports), backbone runs, events and their times.
+# `pace = "fast"` (CPU, not wall time, is measured), gating off, on (the defaults) and on with
+# each `motion.max-skip` in BENCH_MAX_SKIP, ROUNDS rounds alternating the order. Models: the demo
+# model; a width-1.0 MobileNetV2 at 224 from `init --seed 7` (untrained: its head scores a still
+# scene high, which holds the gate open by design); and the same size with its head trained on
+# `synth` clips (backbone left untrained, `train --frame-epochs 0`), so that a still scene scores
+# low and the gate can shut. Printed: CPU-seconds per minute of video (process user+system, minus
+# the model load that the "model loaded" line reports), backbone runs, events and their times.
 #
 #   bench/motion-gating.sh [ROUNDS (default 3)]
-#   BENCH_MODELS="demo w1.0-224" (default)
-# Needs ffmpeg, /usr/bin/time and, for w1.0-224, model/run-tests.sh's venv.
+#   BENCH_MODELS="demo w1.0-224 w1.0-224-head" (default), BENCH_MAX_SKIP="2s" (default; "" for none)
+# Needs ffmpeg, /usr/bin/time and, for the width-1.0 models, model/run-tests.sh's venv (the
+# trained head takes a few CPU-minutes and about 6 GB of memory once; it is cached in $WORK).
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 ROUNDS=${1:-3}
-MODELS=${BENCH_MODELS:-demo w1.0-224}
+MODELS=${BENCH_MODELS:-demo w1.0-224 w1.0-224-head}
+MAX_SKIPS=${BENCH_MAX_SKIP-2s}
+VARIANTS="off on"
+for s in $MAX_SKIPS; do VARIANTS="$VARIANTS on-$s"; done
 PY=${EW_MODEL_PYTHON:-/opt/edgewatch-model-venv/bin/python}
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian: apt-get install time)" >&2; exit 1; }
 build
@@ -51,19 +58,36 @@ model_dir() {
           --hidden 32 --seed 7 "$out" > "$out.log" 2>&1) || { cat "$out.log" >&2; exit 1; }
       fi
       echo "$out" ;;
+    w1.0-224-head)
+      local out="$WORK/models/mbv2-w1.0-224-head-seed7"
+      if [ ! -f "$out/manifest.toml" ]; then
+        mkdir -p "$WORK/models"
+        (cd "$ROOT/model" \
+          && { [ -d "$WORK/synth-40" ] || "$PY" -m edgewatch_model synth "$WORK/synth-40" --train 40 --val 10 --seed 1; } \
+          && "$PY" -m edgewatch_model train "$WORK/synth-40" "$out.run" --size 224 --width-mult 1.0 --window 16 \
+            --sample-fps 5 --hidden 32 --frame-epochs 0 --head-epochs 10 --seed 7 \
+          && "$PY" -m edgewatch_model export "$out.run/best.ckpt.npz" "$out" --name edgewatch-bench-mbv2-1-224-head-seed7 \
+            --description "BENCH MODEL: MobileNetV2 x1.0 at 224, backbone untrained (seed 7), BiLSTM head trained 10 epochs on synth clips" \
+          > "$out.log" 2>&1) || { cat "$out.log" >&2; exit 1; }
+      fi
+      echo "$out" ;;
     *) echo "unknown model $1" >&2; exit 1 ;;
   esac
 }
 
 RUNS=$(mktemp -d "$WORK/motion-gating.XXXX")
-run() { # run OUT_PREFIX VIDEO MODEL_DIR GATING
+run() { # run OUT_PREFIX VIDEO MODEL_DIR VARIANT (off, on or on-<max-skip>)
   config "$1.toml" "$2" fast false "$(free_port)" "$1-spool" "$3"
-  printf '[motion]\nenabled = %s\n' "$4" >> "$1.toml"
+  case $4 in
+    off) printf '[motion]\nenabled = false\n' ;;
+    on) printf '[motion]\nenabled = true\n' ;;
+    on-*) printf '[motion]\nenabled = true\nmax-skip = "%s"\n' "${4#on-}" ;;
+  esac >> "$1.toml"
   sed -i "s|^\[model\]|[model]\nbackend = \"tract\"|" "$1.toml"
   /usr/bin/time -f "%U %S" -o "$1.time" "$BIN" --config "$1.toml" detect > "$1.log" 2>&1 \
     || { echo "edgewatch failed, see $1.log" >&2; tail -3 "$1.log" >&2; exit 1; }
 }
-order="false true"
+order=$VARIANTS
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round of $ROUNDS ..." >&2
   for name in $MODELS; do
@@ -76,9 +100,9 @@ for round in $(seq 1 "$ROUNDS"); do
   order=$(echo "$order" | tr ' ' '\n' | tac | tr '\n' ' ' | sed 's/ $//')
 done
 
-python3 - "$RUNS" "$ROUNDS" "$MODELS" <<'PY'
+python3 - "$RUNS" "$ROUNDS" "$MODELS" "$VARIANTS" <<'PY'
 import json, statistics, sys
-runs, rounds, models = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+runs, rounds, models, variants = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
 def one(prefix):
     user, sys_ = map(float, open(prefix + ".time").read().split()[-2:])
     startup, stopped, events = 0.0, {}, []
@@ -99,16 +123,21 @@ for name in models:
     print(f"  model {name}:")
     res = {}
     for part, minutes in (("still", 2.0), ("whole", 260 / 60)):
-        for g in ("false", "true"):
-            rs = [one(f"{runs}/{name}-{part}-{g}-{r}") for r in range(1, rounds + 1)]
-            res[(part, g)] = rs
+        for v in variants:
+            rs = [one(f"{runs}/{name}-{part}-{v}-{r}") for r in range(1, rounds + 1)]
+            res[(part, v)] = rs
             c = med([r["cpu"] / minutes for r in rs])
-            print(f"    {part:5} gating {'on ' if g == 'true' else 'off'}: {c[0]:7.2f} CPU-s per minute of video [{c[1]:.2f}-{c[2]:.2f}], "
+            label = {"off": "gating off", "on": "gating on "}.get(v, "on, max-skip " + v[3:])
+            print(f"    {part:5} {label:17}: {c[0]:7.2f} CPU-s per minute of video [{c[1]:.2f}-{c[2]:.2f}], "
                   f"backbone runs {rs[0]['runs']} of {rs[0]['inferred']} sampled, events at {rs[0]['events']}")
-        off = [r["cpu"] for r in res[(part, "false")]]; on = [r["cpu"] for r in res[(part, "true")]]
-        ratios = sorted(a / b for a, b in zip(on, off))
-        print(f"    {part:5} gated/ungated CPU: {statistics.median(ratios):.3f} [{ratios[0]:.3f}-{ratios[-1]:.3f}]")
-    same = all(len(a["events"]) == len(b["events"]) and all(abs(x - y) <= 0.2 + 1e-3 for x, y in zip(a["events"], b["events"]))
-               for a, b in zip(res[("whole", "false")], res[("whole", "true")]))
-    print(f"    same events with gating on and off (within one sampled frame): {'yes' if same else 'NO'}")
+        off = [r["cpu"] for r in res[(part, "off")]]
+        for v in variants[1:]:
+            on = [r["cpu"] for r in res[(part, v)]]
+            ratios = sorted(a / b for a, b in zip(on, off))
+            label = "gated" if v == "on" else f"max-skip {v[3:]}"
+            print(f"    {part:5} {label}/ungated CPU: {statistics.median(ratios):.3f} [{ratios[0]:.3f}-{ratios[-1]:.3f}]")
+    for v in variants[1:]:
+        same = all(len(a["events"]) == len(b["events"]) and all(abs(x - y) <= 0.2 + 1e-3 for x, y in zip(a["events"], b["events"]))
+                   for a, b in zip(res[("whole", "off")], res[("whole", v)]))
+        print(f"    same events, {v} and off (within one sampled frame): {'yes' if same else 'NO'}")
 PY

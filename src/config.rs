@@ -467,15 +467,15 @@ impl Default for Config {
             },
             decision: DecisionConfig { threshold: None, k: 3, n: 5, cooldown: Duration::from_secs(10) },
             motion: MotionConfig {
-                // Off until gating decides the same events everywhere: on a repeated short-clip fixture it
-                // split one event in two (issue 26's note). `true` is tested and opt-in.
-                enabled: false,
+                enabled: true,
                 threshold: crate::motion::DEFAULT_THRESHOLD,
                 min_area: crate::motion::DEFAULT_MIN_AREA,
                 lighting: crate::motion::DEFAULT_LIGHTING,
                 alpha: crate::motion::DEFAULT_ALPHA,
                 // 10 sampled frames at the demo model's 5 fps: a still scene is looked at every 2 s.
-                max_skip: Duration::from_secs(2),
+                // Under the shipped models' 3.2 s window (16 features at 5/s): every head window
+                // of a still scene still holds a fresh backbone feature.
+                max_skip: Duration::from_secs(3),
                 // Covers a pause in a fight (a body on the ground) without re-waiting for motion.
                 hold: Duration::from_secs(1),
                 mask: Vec::new(),
@@ -1260,8 +1260,8 @@ mod tests {
     fn motion_defaults_parse_and_are_the_detectors() {
         let c = load("[motion]\n", &[]).unwrap();
         assert_eq!(c.motion, Config::default().motion);
-        assert!(!c.motion.enabled && c.motion.mask.is_empty());
-        assert_eq!((c.motion.max_skip, c.motion.hold), (Duration::from_secs(2), Duration::from_secs(1)));
+        assert!(c.motion.enabled && c.motion.mask.is_empty());
+        assert_eq!((c.motion.max_skip, c.motion.hold), (Duration::from_secs(3), Duration::from_secs(1)));
         assert_eq!(c.motion.params(), crate::motion::MotionParams::default());
     }
 

@@ -173,7 +173,10 @@ impl Recorder {
                 while self.recent_scores.front().is_some_and(|(p, _)| *p < keep_from) {
                     self.recent_scores.pop_front();
                 }
-                if triggered && pts >= self.cooldown_until {
+                // The deciding evaluation is itself at or above the threshold: after a cooldown, K
+                // of N can still hold on the previous event's tail while the scene is calm again,
+                // and an event opened there would show (and alert with) a calm frame.
+                if triggered && score >= self.decider.threshold && pts >= self.cooldown_until {
                     let start_pts = pts.saturating_sub(self.cfg.pre_roll);
                     let end_pts = (pts + self.cfg.post_roll).min(start_pts + self.cfg.max_length);
                     let frames: Vec<Frame> = self.ring.drain(..).filter(|f| f.pts >= start_pts).collect();
@@ -297,6 +300,24 @@ mod tests {
         // Next event only after the cooldown (end 29.2 + 3 s), while the score is still high.
         assert_eq!(clips.len(), 2);
         assert!(clips[1].trigger_pts >= Duration::from_millis(32200));
+    }
+
+    /// The cooldown ends on the previous event's falling tail, while K of the last N are still
+    /// high but the newest is not: no event opens on that calm frame.
+    #[test]
+    fn no_event_opens_after_a_cooldown_on_a_calm_score() {
+        // K=2 of N=3 fires at 20.2; max-length ends the clip at 29.2, the cooldown at 32.2.
+        let tail = |t: f64| if (20.0..33.3).contains(&t) { 0.9 } else { 0.1 };
+        assert_eq!(run(60, tail).len(), 2, "still high when the cooldown ends: a second event");
+        // High up to 32.0: at 32.2, 31.8 and 32.0 are 2 of the last 3, but 32.2 itself is calm.
+        let gone = |t: f64| if (20.0..32.1).contains(&t) { 0.9 } else { 0.1 };
+        let clips = run(60, gone);
+        assert_eq!(
+            clips.len(),
+            1,
+            "only the tail of the first event is left: {:?}",
+            clips.iter().map(|c| c.trigger_pts).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -563,6 +563,7 @@ fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSen
                     m.backbone_seconds.observe(timing.backbone.as_secs_f64());
                 }
                 if let Some(score) = score {
+                    tracing::trace!(pts = frame.pts.as_secs_f64(), score, backbone = ran, ?verdict, "scored");
                     if let Some(g) = &mut gate {
                         g.scored(frame.pts, score);
                     }

@@ -104,7 +104,10 @@ pub fn free_port() -> u16 {
 }
 
 pub fn init_logs() {
-    edgewatch::telemetry::init_logging(LogFormat::Human, "info,aws_config=warn,aws_smithy_runtime=warn", Vec::new());
+    // EDGEWATCH_TEST_LOG overrides the filter, e.g. `edgewatch::detector=trace` for every score.
+    let level = std::env::var("EDGEWATCH_TEST_LOG");
+    let level = level.as_deref().unwrap_or("info,aws_config=warn,aws_smithy_runtime=warn");
+    edgewatch::telemetry::init_logging(LogFormat::Human, level, Vec::new());
 }
 
 pub const ACCESS_KEY: &str = "edgewatch-test";

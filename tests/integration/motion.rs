@@ -7,11 +7,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use edgewatch::detector::Summary;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{demo_model, fixture_video, init_logs, repo, test_config};
+use crate::common::{demo_model, fixture_video, init_logs, repeated_video, repo, test_config};
 
 /// 12 s of 640x480 MJPEG at 15 fps: a grey grid with noise; optionally a 40x100 block walking
 /// left to right from 4 s to 8 s, and the lights going up by 20 % of full scale from 10 s.
@@ -61,8 +62,9 @@ async fn a_still_scene_idles_the_backbone_motion_opens_it_and_light_rebaselines(
     let dir = tempfile::tempdir().unwrap();
     let (still, walk, light) =
         (scene(dir.path(), false, false), scene(dir.path(), true, false), scene(dir.path(), false, true));
-    // 12 s at the manifest's 5 samples/s.
+    // 12 s at the manifest's 5 samples/s; the backbone runs once per max-skip on a still scene.
     let sampled = 60;
+    let per_skip = 12 / edgewatch::config::Config::default().motion.max_skip.as_secs();
 
     // Gating off: every sampled frame runs the backbone, as before motion gating existed.
     let off = detect(&dir.path().join("off"), &still, false, |_| {}).await;
@@ -73,11 +75,11 @@ async fn a_still_scene_idles_the_backbone_motion_opens_it_and_light_rebaselines(
         counts(&off)
     );
 
-    // Still with noise: only the first frame and one per max-skip (2 s) run.
+    // Still with noise: only the first frame and one per max-skip run.
     let s = detect(&dir.path().join("still"), &still, true, |_| {}).await;
     assert_eq!(s.frames_inferred, sampled, "{}", counts(&s));
     assert_eq!(s.backbone_runs + s.backbone_skipped, sampled, "{}", counts(&s));
-    assert!(s.backbone_runs <= 12 / 2 + 2, "the noise opened the gate: {}", counts(&s));
+    assert!(s.backbone_runs <= per_skip + 2, "the noise opened the gate: {}", counts(&s));
     assert_eq!(s.motion_rebaselines, 0, "{}", counts(&s));
 
     // The walker (4 s to 8 s, plus the 1 s hold) opens it for at least those 25 samples.
@@ -90,44 +92,59 @@ async fn a_still_scene_idles_the_backbone_motion_opens_it_and_light_rebaselines(
         c.motion.mask = vec![vec![[0.0, 170.0], [640.0, 170.0], [640.0, 310.0], [0.0, 310.0]]];
     })
     .await;
-    assert!(masked.backbone_runs <= 12 / 2 + 2, "motion inside the mask opened the gate: {}", counts(&masked));
+    assert!(masked.backbone_runs <= per_skip + 2, "motion inside the mask opened the gate: {}", counts(&masked));
 
     // Lights up at 10 s: one re-baseline (which runs the backbone on the new scene), not an open
     // gate for the 2 s that follow.
     let l = detect(&dir.path().join("light"), &light, true, |_| {}).await;
     assert_eq!(l.motion_rebaselines, 1, "{}", counts(&l));
-    assert!(l.backbone_runs <= 12 / 2 + 2 + 1, "the lighting change held the gate open: {}", counts(&l));
+    assert!(l.backbone_runs <= per_skip + 2 + 1, "the lighting change held the gate open: {}", counts(&l));
     for (name, s) in [("still", &s), ("walk", &w), ("masked", &masked), ("light", &l)] {
         println!("{name}: {}", counts(s));
     }
 }
 
 /// Gating on and off decide the same events, within one sampled frame (0.2 s): on the
-/// brightness contract model's calm/burst/calm fixture and on the demo video with the demo model.
+/// brightness contract model's calm/burst/calm fixture; on the spool tests' short bursts played
+/// six times with their 3-second clips and 1-second cooldown (an event there ends by `max-length`
+/// while the score is still high, so a score held high a frame too long opens a second one); and
+/// on the demo video with the demo model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gating_on_and_off_decide_the_same_events() {
     init_logs();
     let (fixture, _, _) = fixture_video(&["--size", "640x480", "--calm", "8", "--burst", "4", "--after", "8"]);
+    let (short, _, _) = fixture_video(&["--size", "640x480", "--calm", "2", "--burst", "3", "--after", "3"]);
+    let short = repeated_video(&short, 6);
     let demo_video = repo().join("demo/demo.avi");
-    for (name, video, model) in [("fixture", fixture, None), ("demo", demo_video, Some(demo_model()))] {
+    for (name, video) in [("fixture", fixture), ("short bursts", short), ("demo", demo_video)] {
         let dir = tempfile::tempdir().unwrap();
         let mut runs = Vec::new();
         for gating in [false, true] {
-            let model = model.clone();
-            let s = detect(&dir.path().join(format!("gating-{gating}")), &video, gating, move |c| {
-                if let Some(m) = model {
-                    c.model.source = m.display().to_string();
+            let s = detect(&dir.path().join(format!("gating-{gating}")), &video, gating, |c| match name {
+                "demo" => c.model.source = demo_model().display().to_string(),
+                "short bursts" => {
+                    c.clip.pre_roll = Duration::from_secs(1);
+                    c.clip.post_roll = Duration::from_secs(1);
+                    c.clip.max_length = Duration::from_secs(3);
+                    c.decision.cooldown = Duration::from_secs(1);
                 }
+                _ => {}
             })
             .await;
             println!("{name}, gating {gating}: {}", counts(&s));
             runs.push(s);
         }
         let (off, on) = (&runs[0], &runs[1]);
+        // Off is the detector without a gate: every sampled frame runs the backbone.
+        assert_eq!(
+            (off.backbone_runs, off.backbone_skipped, off.motion_rebaselines),
+            (off.frames_inferred, 0, 0),
+            "{name}"
+        );
         assert!(!off.events.is_empty(), "{name}: no event to compare");
-        // The fixture's calm parts are still enough for the gate to shut at times (the demo's
+        // The fixtures' calm parts are still enough for the gate to shut at times (the demo's
         // stick figures never stop moving, so there it stays open: same decisions trivially).
-        if name == "fixture" {
+        if name != "demo" {
             assert!(on.backbone_skipped > 0, "{name}: the gate never shut, nothing was compared");
         }
         let times = |s: &Summary| s.events.iter().map(|e| e.trigger_at).collect::<Vec<_>>();
