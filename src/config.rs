@@ -244,6 +244,9 @@ pub struct MotionConfig {
     /// The backbone keeps running this long after motion stops.
     #[serde(with = "humantime_serde")]
     pub hold: Duration,
+    /// A head score at or above this fraction of the threshold keeps the backbone running for
+    /// the clip's post-roll: near a decision nothing is skipped. 1 holds it only at a decision.
+    pub near_decision: f32,
     /// Polygons whose pixels never count as motion (a tree, a road), each a list of `[x, y]`
     /// points in frame pixels (`source.width` x `source.height`).
     pub mask: Vec<Vec<[f32; 2]>>,
@@ -478,6 +481,8 @@ impl Default for Config {
                 max_skip: Duration::from_secs(3),
                 // Covers a pause in a fight (a body on the ground) without re-waiting for motion.
                 hold: Duration::from_secs(1),
+                // The rule: within half the threshold the model is close to deciding.
+                near_decision: 0.5,
                 mask: Vec::new(),
             },
             clip: ClipConfig {
@@ -856,6 +861,10 @@ impl Config {
             if !(v > 0.0 && v <= 1.0) {
                 p.push(format!("`motion.{key}` = {v} must be within (0, 1]"));
             }
+        }
+        if !(0.0..=1.0).contains(&mo.near_decision) {
+            // Above 1 an open event's frames could be skipped; NaN fails the range too.
+            p.push(format!("`motion.near-decision` must be between 0 and 1, got {}", mo.near_decision));
         }
         if mo.max_skip.is_zero() {
             p.push(
@@ -1273,7 +1282,7 @@ mod tests {
 
     #[test]
     fn motion_numbers_out_of_range_are_rejected() {
-        let toml = "[motion]\nthreshold = 0\nmin-area = 0.0\nlighting = 1.5\nalpha = -0.1\nmax-skip = \"0s\"\n";
+        let toml = "[motion]\nthreshold = 0\nmin-area = 0.0\nlighting = 1.5\nalpha = -0.1\nmax-skip = \"0s\"\nnear-decision = 1.5\n";
         let all = load(toml, &[]).unwrap_err().to_string();
         for want in [
             "`motion.threshold` = 0 is out of range (1..=255)",
@@ -1281,6 +1290,7 @@ mod tests {
             "`motion.lighting` = 1.5 must be within (0, 1]",
             "`motion.alpha` = -0.1 must be within (0, 1]",
             "`motion.max-skip` must be positive",
+            "`motion.near-decision` must be between 0 and 1, got 1.5",
         ] {
             assert!(all.contains(want), "{want}: {all}");
         }

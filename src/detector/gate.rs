@@ -3,7 +3,7 @@
 //! One place decides. A frame runs the backbone when the scene moved, for `motion.hold` after
 //! it stopped, at least every `motion.max-skip`, right after a lighting re-baseline (so the ring
 //! holds the new scene's feature), and whenever the head is near a decision: a score at or above
-//! half the threshold keeps the gate open for the clip's post-roll, which outlasts any event the
+//! `motion.near-decision` (half) of the threshold keeps the gate open for the clip's post-roll, which outlasts any event the
 //! score could open. Every other sampled frame repeats the newest feature with its own
 //! timestamp ([`Streamer::repeat`]), so the head sees the spacing it was trained with.
 
@@ -24,7 +24,8 @@ pub struct Gate {
     max_skip: Duration,
     hold: Duration,
     post_roll: Duration,
-    threshold: f32,
+    /// The score that keeps the gate open: `motion.near-decision` x the threshold.
+    near: f32,
     last_run: Option<Duration>,
     last_motion: Option<Duration>,
     hot_until: Option<Duration>,
@@ -46,7 +47,7 @@ impl Gate {
             max_skip: cfg.motion.max_skip,
             hold: cfg.motion.hold,
             post_roll: cfg.clip.post_roll,
-            threshold,
+            near: threshold * cfg.motion.near_decision,
             last_run: None,
             last_motion: None,
             hot_until: None,
@@ -91,7 +92,7 @@ impl Gate {
 
     /// The head scored the frame at `pts`: near a decision, keep the gate open.
     pub fn scored(&mut self, pts: Duration, score: f32) {
-        if score >= self.threshold / 2.0 {
+        if score >= self.near {
             self.hot_until = Some(pts + self.post_roll);
         }
     }
@@ -102,5 +103,36 @@ impl Gate {
         self.last_run = None;
         self.last_motion = None;
         self.hot_until = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn still_frames() -> (Vec<u8>, DetectorMetrics) {
+        let mut avi = crate::source::AviReader::new(std::io::Cursor::new(crate::demo::DEMO_VIDEO)).unwrap();
+        let jpeg = avi.next_frame().unwrap().unwrap();
+        (jpeg, DetectorMetrics::register(&mut prometheus_client::registry::Registry::default()))
+    }
+
+    /// The same frame again is still; a score near the threshold holds the gate open, and
+    /// `motion.near-decision` says how near.
+    #[test]
+    fn a_score_near_the_threshold_holds_the_gate_open_by_near_decision() {
+        let (jpeg, m) = still_frames();
+        let ms = Duration::from_millis;
+        for (near, score, want) in
+            [(0.5, 0.3, Verdict::Run("score")), (0.5, 0.2, Verdict::Skip), (1.0, 0.45, Verdict::Skip)]
+        {
+            let mut cfg = crate::config::Config::default();
+            cfg.motion.near_decision = near;
+            let mut g = Gate::new(&cfg, 0.5);
+            assert_eq!(g.judge(ms(0), &jpeg, &m), Verdict::Run("max-skip"), "the first frame always runs");
+            g.ran(ms(0));
+            assert_eq!(g.judge(ms(200), &jpeg, &m), Verdict::Skip, "the same frame again is still");
+            g.scored(ms(200), score);
+            assert_eq!(g.judge(ms(400), &jpeg, &m), want, "near-decision {near}, score {score}");
+        }
     }
 }
