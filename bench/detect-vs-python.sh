@@ -160,6 +160,9 @@ ew_config() {
   config "$1" "$VID" fast false "$(free_port)" "$4" "$2"
   # model.threads defaults to 1. Threshold 1: no events, so no clips are encoded (nor by the references).
   printf '[decision]\nthreshold = 1.0\n' >> "$1"
+  # Like for like: the references run the backbone on every frame they infer, so edgewatch does
+  # too (motion gating, on by default, is a separate lever: bench/motion-gating.sh).
+  printf '[motion]\nenabled = false\n' >> "$1"
   # Like for like: the references decode whole frames, so edgewatch does too here (its default,
   # `scaled`, decodes less: a separate lever, timed per frame by `cargo bench --bench inference`).
   sed -i "s|^\[model\]|[model]\ndecode = \"full\"|" "$1"
