@@ -475,7 +475,6 @@ impl Default for Config {
                 min_area: crate::motion::DEFAULT_MIN_AREA,
                 lighting: crate::motion::DEFAULT_LIGHTING,
                 alpha: crate::motion::DEFAULT_ALPHA,
-                // 10 sampled frames at the demo model's 5 fps: a still scene is looked at every 2 s.
                 // Under the shipped models' 3.2 s window (16 features at 5/s): every head window
                 // of a still scene still holds a fresh backbone feature.
                 max_skip: Duration::from_secs(3),

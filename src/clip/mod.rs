@@ -36,13 +36,16 @@ impl Decider {
         self.threshold
     }
 
-    /// Records one evaluation; true while K of the last N are above the threshold.
+    /// Records one evaluation; true when it is at or above the threshold and K of the last N
+    /// are. After a cooldown, K of N can still hold on the previous event's falling tail while
+    /// the scene is calm again: an event opened there would show (and alert with) a calm frame.
     pub fn update(&mut self, score: f32) -> bool {
         if self.history.len() == self.n {
             self.history.pop_front();
         }
-        self.history.push_back(score >= self.threshold);
-        self.history.iter().filter(|a| **a).count() >= self.k
+        let above = score >= self.threshold;
+        self.history.push_back(above);
+        above && self.history.iter().filter(|a| **a).count() >= self.k
     }
 }
 
@@ -173,10 +176,7 @@ impl Recorder {
                 while self.recent_scores.front().is_some_and(|(p, _)| *p < keep_from) {
                     self.recent_scores.pop_front();
                 }
-                // The deciding evaluation is itself at or above the threshold: after a cooldown, K
-                // of N can still hold on the previous event's tail while the scene is calm again,
-                // and an event opened there would show (and alert with) a calm frame.
-                if triggered && score >= self.decider.threshold && pts >= self.cooldown_until {
+                if triggered && pts >= self.cooldown_until {
                     let start_pts = pts.saturating_sub(self.cfg.pre_roll);
                     let end_pts = (pts + self.cfg.post_roll).min(start_pts + self.cfg.max_length);
                     let frames: Vec<Frame> = self.ring.drain(..).filter(|f| f.pts >= start_pts).collect();
@@ -274,6 +274,10 @@ mod tests {
         assert!(!d.update(0.1));
         assert!(d.update(0.7));
         assert!(!d.update(0.1)); // window now 0.1, 0.7, 0.1
+        let mut d = Decider::new(2, 3, 0.5);
+        assert!(!d.update(0.9));
+        assert!(d.update(0.9));
+        assert!(!d.update(0.1), "2 of 3 are high, but the newest is calm");
     }
 
     #[test]

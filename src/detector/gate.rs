@@ -3,8 +3,8 @@
 //! One place decides. A frame runs the backbone when the scene moved, for `motion.hold` after
 //! it stopped, at least every `motion.max-skip`, right after a lighting re-baseline (so the ring
 //! holds the new scene's feature), and whenever the head is near a decision: a score at or above
-//! `motion.near-decision` (half) of the threshold keeps the gate open for the clip's post-roll, which outlasts any event the
-//! score could open. Every other sampled frame repeats the newest feature with its own
+//! `motion.near-decision` (default half) of the threshold keeps the gate open for the clip's
+//! post-roll, which outlasts any event the score could open. Every other sampled frame repeats the newest feature with its own
 //! timestamp ([`Streamer::repeat`]), so the head sees the spacing it was trained with.
 
 use std::time::Duration;
