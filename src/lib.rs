@@ -12,8 +12,9 @@
 //! - [`detector`]: the `detect` role wiring it all together; [`demo`] runs it on bundled data.
 //! - [`watchdog`]: the `watch` role: durable, rate-limited alert emails over SMTP.
 //! - [`telemetry`]: logs, Prometheus metrics, `/healthz` and `/readyz`.
-//! - [`shutdown`]: SIGTERM/SIGINT handling; [`fault`]: crash points for the fault-injection tests.
+//! - [`alloc`]: the C allocator's set-up; [`shutdown`]: SIGTERM/SIGINT handling; [`fault`]: crash points for the fault-injection tests.
 
+pub mod alloc;
 pub mod archive;
 pub mod check;
 pub mod clip;

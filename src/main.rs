@@ -71,6 +71,7 @@ fn parse_class(s: &str) -> Result<edgewatch::check::Class, String> {
 }
 
 fn main() -> ExitCode {
+    edgewatch::alloc::one_malloc_arena();
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(code) => code,
