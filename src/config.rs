@@ -207,6 +207,10 @@ pub struct ModelConfig {
     /// the model's input (DCT-domain scaling; `infer::decode`), `full`: the whole frame. Clips always
     /// keep the camera's JPEGs.
     pub decode: crate::infer::Decode,
+    /// Cores inference may use on average (the inference thread's CPU per second). Over it, the
+    /// detector samples less often, down to the manifest's `temporal.sample-fps-min`; a model
+    /// without that range keeps its rate and the detector says once that the budget is not held.
+    pub cpu_budget: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -467,6 +471,7 @@ impl Default for Config {
                 threads: 1,
                 channels_last: true,
                 decode: crate::infer::Decode::Scaled,
+                cpu_budget: 0.5,
             },
             decision: DecisionConfig { threshold: None, k: 3, n: 5, cooldown: Duration::from_secs(10) },
             motion: MotionConfig {
@@ -822,6 +827,12 @@ impl Config {
                 || !self.model.manifest_sha256.chars().all(|c| c.is_ascii_hexdigit()))
         {
             p.push("`model.manifest-sha256` must be 64 hex digits or empty".into());
+        }
+        if !(self.model.cpu_budget > 0.0 && self.model.cpu_budget <= 64.0) {
+            p.push(format!(
+                "`model.cpu-budget` = {} is out of range (above 0, at most 64 cores)",
+                self.model.cpu_budget
+            ));
         }
         if self.model.threads == 0 || self.model.threads > 16 {
             p.push(format!("`model.threads` = {} is out of range (1..=16)", self.model.threads));

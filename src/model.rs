@@ -49,6 +49,10 @@ pub struct TemporalSpec {
     pub window: usize,
     /// Frames per second fed to the backbone.
     pub sample_fps: f64,
+    /// The lowest rate the model was trained to accept (issue 23): the detector may sample as low
+    /// as this to keep within `model.cpu-budget`. Absent: the rate is fixed at `sample-fps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_fps_min: Option<f64>,
     /// F: backbone feature size.
     pub feature_dim: usize,
 }
@@ -116,6 +120,14 @@ impl Manifest {
         }
         if !(m.temporal.sample_fps > 0.0 && m.temporal.sample_fps <= 120.0) {
             problems.push(format!("temporal.sample-fps {} is out of range", m.temporal.sample_fps));
+        }
+        if let Some(min) = m.temporal.sample_fps_min {
+            if !(min > 0.0 && min <= m.temporal.sample_fps) {
+                problems.push(format!(
+                    "temporal.sample-fps-min {min} must be above 0 and at most sample-fps ({})",
+                    m.temporal.sample_fps
+                ));
+            }
         }
         if m.temporal.feature_dim == 0 {
             problems.push("temporal.feature-dim must be positive".into());
@@ -317,4 +329,27 @@ async fn fetch_s3(s3: &S3Client, bucket: &str, prefix: &str, pin: &str) -> Resul
     }
     ModelBundle::from_parts(&manifest, json, &origin, pin, |f| Ok(files.remove(&f.file).unwrap_or_default()))
         .map_err(|e| (mkey, S3Error::Invalid(e.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST_MANIFEST: &str = include_str!("../model/test-brightness/manifest.toml");
+
+    fn with_min(min: &str) -> String {
+        TEST_MANIFEST.replace("sample-fps = 5.0", &format!("sample-fps = 5.0\nsample-fps-min = {min}"))
+    }
+
+    #[test]
+    fn sample_fps_min_is_optional_and_checked() {
+        let fixed = Manifest::parse(TEST_MANIFEST, false, "m.toml").unwrap();
+        assert_eq!(fixed.temporal.sample_fps_min, None);
+        let ranged = Manifest::parse(&with_min("2.5"), false, "m.toml").unwrap();
+        assert_eq!(ranged.temporal.sample_fps_min, Some(2.5));
+        for bad in ["0.0", "-1.0", "7.5"] {
+            let err = Manifest::parse(&with_min(bad), false, "m.toml").unwrap_err().to_string();
+            assert!(err.contains("temporal.sample-fps-min") && err.contains("m.toml"), "{bad}: {err}");
+        }
+    }
 }

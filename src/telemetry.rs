@@ -121,6 +121,14 @@ pub struct DetectorMetrics {
     pub backbone_skipped_still: Counter,
     pub motion_active: Gauge,
     pub motion_rebaselines: Counter,
+    /// The adaptive rate (issue 23): frames per second sampled for inference now.
+    pub sample_fps: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// CPU time of the inference thread (decode, motion gate, backbone, head).
+    pub inference_cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// Rate changes by why: budget, backlog, throttled, hot, headroom.
+    pub sample_rate_changes: Family<ReasonLabel, Counter>,
+    /// 1 while even the lowest rate the model allows cannot hold the budget.
+    pub sample_rate_floor: Gauge,
     pub camera_reconnects: Counter,
     pub camera_up: Gauge,
     pub camera_outage_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
@@ -167,6 +175,10 @@ impl DetectorMetrics {
             backbone_skipped_still,
             motion_active: Gauge::default(),
             motion_rebaselines: Counter::default(),
+            sample_fps: Gauge::default(),
+            inference_cpu_seconds: Counter::default(),
+            sample_rate_changes: Family::default(),
+            sample_rate_floor: Gauge::default(),
             camera_reconnects: Counter::default(),
             camera_up: Gauge::default(),
             camera_outage_seconds: Counter::default(),
@@ -204,6 +216,9 @@ impl DetectorMetrics {
         for class in crate::s3::S3Error::CLASSES.iter().copied().chain(["io"]) {
             let _ = m.archive_errors.get_or_create(&ClassLabel { class });
         }
+        for reason in crate::detector::rate::Reason::ALL {
+            let _ = m.sample_rate_changes.get_or_create(&ReasonLabel { reason: reason.as_str() });
+        }
         for result in ["ok", "failed"] {
             let _ = m.model_fetches.get_or_create(&ResultLabel { result });
         }
@@ -231,6 +246,22 @@ impl DetectorMetrics {
             "motion_rebaseline",
             "Lighting changes (most of the frame at once) the motion detector re-baselined on",
             m.motion_rebaselines.clone(),
+        );
+        r.register("sample_fps", "Frames per second sampled for inference (the adaptive rate)", m.sample_fps.clone());
+        r.register(
+            "inference_cpu_seconds",
+            "CPU time of the inference thread: decode, motion gate, backbone and head",
+            m.inference_cpu_seconds.clone(),
+        );
+        r.register(
+            "sample_rate_changes",
+            "Changes of the sampling rate, by why: budget, backlog, throttled, hot, headroom",
+            m.sample_rate_changes.clone(),
+        );
+        r.register(
+            "sample_rate_floor",
+            "1 while the lowest rate the model allows still exceeds model.cpu-budget or the board throttles",
+            m.sample_rate_floor.clone(),
         );
         r.register(
             "frames_inference_skipped",

@@ -42,17 +42,20 @@ class Manifest:
     threshold: float
     backbone: dict
     head: dict
+    # The lowest rate the model accepts (the detector's adaptive rate, issue 23); None: fixed.
+    sample_fps_min: float | None = None
 
 
 _KEYS = {
     "": {"format", "name", "description", "input", "temporal", "decision", "backbone", "head"},
     "input": {"width", "height", "mean", "std"},
-    "temporal": {"window", "sample-fps", "feature-dim"},
+    "temporal": {"window", "sample-fps", "sample-fps-min", "feature-dim"},
     "decision": {"threshold"},
     "backbone": {"file", "sha256", "input", "output"},
     "head": {"file", "sha256", "input", "output"},
 }
-_REQUIRED = {k: v - ({"description"} if k == "" else set()) for k, v in _KEYS.items()}
+_OPTIONAL = {"": {"description"}, "temporal": {"sample-fps-min"}}
+_REQUIRED = {k: v - _OPTIONAL.get(k, set()) for k, v in _KEYS.items()}
 
 
 def parse_manifest(text: str, path: str = MANIFEST) -> Manifest:
@@ -82,7 +85,8 @@ def parse_manifest(text: str, path: str = MANIFEST) -> Manifest:
             mean=[float(x) for x in d["input"]["mean"]], std=[float(x) for x in d["input"]["std"]],
             window=int(d["temporal"]["window"]), sample_fps=float(d["temporal"]["sample-fps"]),
             feature_dim=int(d["temporal"]["feature-dim"]), threshold=float(d["decision"]["threshold"]),
-            backbone=dict(d["backbone"]), head=dict(d["head"]))
+            backbone=dict(d["backbone"]), head=dict(d["head"]),
+            sample_fps_min=(float(d["temporal"]["sample-fps-min"]) if "sample-fps-min" in d["temporal"] else None))
     except (TypeError, ValueError) as e:
         raise ContractError(f"{path}: a value has the wrong type: {e}") from e
     if d["format"] != 1:
@@ -97,6 +101,9 @@ def parse_manifest(text: str, path: str = MANIFEST) -> Manifest:
         problems.append(f"temporal.window {m.window} is out of range (1..=512)")
     if not 0 < m.sample_fps <= 120:
         problems.append(f"temporal.sample-fps {m.sample_fps} is out of range")
+    if m.sample_fps_min is not None and not 0 < m.sample_fps_min <= m.sample_fps:
+        problems.append(f"temporal.sample-fps-min {m.sample_fps_min} must be above 0 and at most sample-fps "
+                        f"({m.sample_fps})")
     if m.feature_dim <= 0:
         problems.append("temporal.feature-dim must be positive")
     if not 0.0 <= m.threshold <= 1.0:

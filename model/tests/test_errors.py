@@ -89,3 +89,16 @@ def test_contract_errors(tmp_path):
         f.write(b"\0")
     with pytest.raises(ContractError, match="head.*sha256 is"):
         Contract(str(d))
+
+
+def test_sample_fps_min_is_optional_and_checked_as_the_detector_does():
+    # Same rule as src/model.rs (Manifest::parse): optional, above 0, at most sample-fps.
+    from edgewatch_model.contract import parse_manifest
+    with open(os.path.join(MODEL_DIR, "test-brightness", "manifest.toml")) as f:
+        text = f.read()
+    assert parse_manifest(text).sample_fps_min is None
+    ranged = text.replace("sample-fps = 5.0", "sample-fps = 5.0\nsample-fps-min = 2.5")
+    assert parse_manifest(ranged).sample_fps_min == 2.5
+    for bad in ("0.0", "7.5"):
+        with pytest.raises(ContractError, match="temporal.sample-fps-min"):
+            parse_manifest(text.replace("sample-fps = 5.0", f"sample-fps = 5.0\nsample-fps-min = {bad}"))

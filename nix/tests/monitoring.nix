@@ -444,7 +444,7 @@ in
         jobs;
       count = length allKept;
     };
-    expected = { sorted = [ ]; duplicates = [ ]; strayFilters = [ ]; count = 69; };
+    expected = { sorted = [ ]; duplicates = [ ]; strayFilters = [ ]; count = 73; };
   }
   {
     name = "real site: pi4-node-01's agent scrapes its own address, writes to the monitor";

@@ -36,6 +36,7 @@ use gate::{Gate, Verdict};
 use writer::{Job, Reserve};
 
 mod gate;
+pub mod rate;
 mod writer;
 
 /// One event as reported by a run.
@@ -66,6 +67,12 @@ pub struct Summary {
     pub backbone_skipped: u64,
     /// Lighting changes the motion detector re-baselined on.
     pub motion_rebaselines: u64,
+    /// The sampling rate when the run ended (the adaptive rate, `model.cpu-budget`).
+    pub sample_fps: f64,
+    /// Changes of the sampling rate over the run.
+    pub sample_rate_changes: u64,
+    /// Whether the run ended at the lowest rate the model allows and still over budget.
+    pub sample_rate_floor: bool,
     /// Events closed with a clip.
     pub events: Vec<EventReport>,
     /// Events closed without one (id, reason): restarted without a frame journal, dropped
@@ -174,7 +181,7 @@ async fn pipeline(
     let startup_cpu_s = ((cpu.tv_sec as f64 + cpu.tv_nsec as f64 * 1e-9) * 1e3).round() / 1e3;
     tracing::info!(name = %m.name, sha256 = %bundle.manifest_sha256, origin = %bundle.origin,
         input = %format!("{}x{}", m.input.width, m.input.height), window = m.temporal.window, backend = %engine.backend(),
-        backend_reason = engine.why().reason, backend_detail = %engine.why().detail, layout = engine.input_layout().name(), depthwise_kernel = engine.depthwise_kernel(), decode = cfg.model.decode.name(), motion_gating = cfg.motion.enabled, startup_cpu_s,
+        backend_reason = engine.why().reason, backend_detail = %engine.why().detail, layout = engine.input_layout().name(), depthwise_kernel = engine.depthwise_kernel(), decode = cfg.model.decode.name(), motion_gating = cfg.motion.enabled, sample_fps = m.temporal.sample_fps, sample_fps_min = m.temporal.sample_fps_min.unwrap_or(m.temporal.sample_fps), cpu_budget = cfg.model.cpu_budget, startup_cpu_s,
         "model loaded");
     health.set_initialised();
 
@@ -215,6 +222,7 @@ async fn pipeline(
         None => None,
     };
 
+    let rate = rate::SharedRate::new(bundle.manifest.temporal.sample_fps);
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         metrics: metrics.clone(),
@@ -223,6 +231,7 @@ async fn pipeline(
         shutdown: shutdown.clone(),
         reserve,
         journal,
+        rate,
     });
     let threads = tokio::task::spawn_blocking(move || run_threads(ctx, engine, source, camera, arch_tx));
     let (mut summary, threads_result) = match threads.await {
@@ -245,6 +254,9 @@ struct Ctx {
     shutdown: CancellationToken,
     reserve: Reserve,
     journal: Option<FrameJournal>,
+    /// The sampling rate: the inference thread's [`rate::Controller`] sets it, the capture
+    /// thread's sampler follows it.
+    rate: rate::SharedRate,
 }
 
 enum RecMsg {
@@ -298,6 +310,14 @@ fn run_threads(
         backbone_runs: ctx.metrics.backbone_runs.get(),
         backbone_skipped: ctx.metrics.backbone_skipped_still.get(),
         motion_rebaselines: ctx.metrics.motion_rebaselines.get(),
+        sample_fps: ctx.metrics.sample_fps.get(),
+        sample_rate_changes: rate::Reason::ALL
+            .iter()
+            .map(|r| {
+                ctx.metrics.sample_rate_changes.get_or_create(&telemetry::ReasonLabel { reason: r.as_str() }).get()
+            })
+            .sum(),
+        sample_rate_floor: ctx.metrics.sample_rate_floor.get() == 1,
         events: written.events,
         without_clip: written.without_clip,
         clip_failures: written.still_open,
@@ -391,7 +411,7 @@ fn capture_loop(
     let cfg = &ctx.cfg;
     let device = cfg.source.device.display().to_string();
     let is_file = file.is_some();
-    let mut sampler = Sampler::new(ctx.bundle.manifest.temporal.sample_fps);
+    let mut sampler = Sampler::new(ctx.rate.get());
     let mut captured = 0u64;
     let mut reconnect = Reconnect::new(cfg.source.reconnect_min, cfg.source.reconnect_max);
     let frame_interval = Duration::from_secs_f64(1.0 / cfg.source.fps.max(1) as f64);
@@ -455,6 +475,7 @@ fn capture_loop(
             reconnect.frame(m);
             ctx.health.progress();
 
+            sampler.set_fps(ctx.rate.get());
             if sampler.take(frame.pts) {
                 if realtime {
                     match inf_tx.try_send(InferMsg::Frame(frame.clone())) {
@@ -515,10 +536,14 @@ fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSen
     let mut gate = ctx.cfg.motion.enabled.then(|| Gate::new(&ctx.cfg, threshold));
     let mut inferred = 0;
     let mut failed = 0;
+    let mut rate = rate_controller(ctx);
+    m.sample_fps.set(rate.fps());
+    let mut cpu_seen = thread_cpu();
     for msg in rx {
         let frame = match msg {
             InferMsg::Frame(f) => f,
             InferMsg::Reset => {
+                rate.reset();
                 streamer.reset();
                 if let Some(g) = &mut gate {
                     g.reset();
@@ -526,6 +551,15 @@ fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSen
                 continue;
             }
         };
+        // The CPU of every frame before this one, whatever path it took (skipped, undecodable).
+        let cpu = thread_cpu();
+        m.inference_cpu_seconds.inc_by(cpu.saturating_sub(cpu_seen).as_secs_f64());
+        cpu_seen = cpu;
+        let backlog = m.frames_inference_skipped.get();
+        if let Some(change) = rate.observe(rate::Observation { pts: frame.pts, cpu, backlog }) {
+            rate_changed(ctx, &change);
+        }
+        m.sample_rate_floor.set(rate.at_floor() as i64);
         crate::fault::slow("INFERENCE");
         let verdict = gate.as_mut().map_or(Verdict::Run("gating off"), |g| g.judge(frame.pts, &frame.jpeg, m));
         // A still frame repeats the newest feature; with none yet, it runs like any other.
@@ -586,6 +620,41 @@ fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSen
         }
     }
     (inferred, m.frames_inference_skipped.get())
+}
+
+/// The adaptive rate's controller for this model, camera and budget, reading the board's
+/// throttling state from /sys.
+fn rate_controller(ctx: &Ctx) -> rate::Controller {
+    let t = &ctx.bundle.manifest.temporal;
+    let sysfs = rate::Pressure::new("/sys");
+    rate::Controller::new(
+        t.sample_fps,
+        t.sample_fps_min.unwrap_or(t.sample_fps),
+        ctx.cfg.source.fps as f64,
+        ctx.cfg.model.cpu_budget,
+        Box::new(move || sysfs.read()),
+    )
+    .sharing(ctx.rate.clone())
+}
+
+fn rate_changed(ctx: &Ctx, c: &rate::Change) {
+    let m = &ctx.metrics;
+    let budget = ctx.cfg.model.cpu_budget;
+    let cores = (c.cores * 1e3).round() / 1e3;
+    if c.floor {
+        tracing::warn!(fps = c.to, cores, budget, reason = c.reason.as_str(),
+            "sampling at the lowest rate the model allows and still over model.cpu-budget (or throttled); frames are not skipped, the budget is exceeded");
+        return;
+    }
+    m.sample_fps.set(c.to);
+    m.sample_rate_changes.get_or_create(&telemetry::ReasonLabel { reason: c.reason.as_str() }).inc();
+    tracing::info!(from = c.from, to = c.to, cores, budget, reason = c.reason.as_str(), "sampling rate changed");
+}
+
+/// This thread's CPU time.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 fn recorder_loop(ctx: &Ctx, rx: Receiver<RecMsg>, jobs: SyncSender<Job>) {

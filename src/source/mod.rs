@@ -77,6 +77,16 @@ impl Sampler {
         Sampler { interval: Duration::from_secs_f64(1.0 / sample_fps), next: Duration::ZERO }
     }
 
+    /// Samples at `fps` from the next frame on (the adaptive rate, `detector::rate`).
+    pub fn set_fps(&mut self, fps: f64) {
+        let interval = Duration::from_secs_f64(1.0 / fps);
+        if interval != self.interval {
+            // The next frame due moves by the difference, so the new spacing starts at once.
+            self.next = (self.next + interval).saturating_sub(self.interval);
+            self.interval = interval;
+        }
+    }
+
     /// Whether the frame at `pts` is sampled. A 1 ms tolerance absorbs rounding of frame times.
     pub fn take(&mut self, pts: Duration) -> bool {
         if pts + Duration::from_millis(1) < self.next {

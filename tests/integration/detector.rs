@@ -22,15 +22,27 @@ fn predict_trigger(video: &Path, k: usize, n: usize) -> f64 {
 
 /// [`predict_trigger`] with another threshold than the model's 0.5.
 fn predict_trigger_at(video: &Path, k: usize, n: usize, threshold: f64) -> f64 {
+    predict_trigger_sampled(video, k, n, threshold, |_| 5.0)
+}
+
+/// [`predict_trigger_at`] with the sampling rate `rate_at(pts)` (the adaptive rate, rate.rs).
+pub fn predict_trigger_sampled(
+    video: &Path,
+    k: usize,
+    n: usize,
+    threshold: f64,
+    rate_at: impl Fn(Duration) -> f64,
+) -> f64 {
     let mut r = AviReader::new(BufReader::new(File::open(video).unwrap())).unwrap();
     let fps = r.info().fps;
-    let mut sampler = Sampler::new(5.0);
+    let mut sampler = Sampler::new(rate_at(Duration::ZERO));
     let mut window: VecDeque<f64> = VecDeque::new();
     let mut recent: VecDeque<bool> = VecDeque::new();
     let mut seq = 0u64;
     while let Some(jpeg) = r.next_frame().unwrap() {
         let pts = Duration::from_nanos((seq as f64 * 1e9 / fps).round() as u64);
         seq += 1;
+        sampler.set_fps(rate_at(pts));
         if !sampler.take(pts) {
             continue;
         }

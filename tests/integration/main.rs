@@ -9,6 +9,7 @@ mod failures;
 mod model;
 mod motion;
 mod pod;
+mod rate;
 mod s3;
 mod sandbox;
 mod units;
