@@ -81,17 +81,7 @@ mkdir -p "$MODELS_DIR"
 model_dir() { # model_dir NAME -> the shipped (production) folder
   case $1 in
     demo) echo "$ROOT/model/demo" ;;
-    w1.0-112|w1.0-224)
-      local size=${1#w1.0-} out="$MODELS_DIR/mbv2-w1.0-${1#w1.0-}-seed7"
-      local args=(init --width-mult 1.0 --size "$size" --window 16 --sample-fps 5 --hidden 32 --seed 7)
-      if [ ! -f "$out/manifest.toml" ] || [ "$(cat "$out/.args" 2>/dev/null)" != "${args[*]}" ]; then
-        rm -rf "$out"
-        echo "making $out: python -m edgewatch_model ${args[*]}" >&2
-        (cd "$ROOT/model" && "$PY" -m edgewatch_model "${args[@]}" "$out" > "$out.log" 2>&1) \
-          || { cat "$out.log" >&2; exit 1; }
-        echo "${args[*]}" > "$out/.args"
-      fi
-      echo "$out" ;;
+    w1.0-112|w1.0-224) EW_MODEL_PYTHON=$PY init_model "${1#w1.0-}" ;;
     *) echo "unknown model $1 (w1.0-112, w1.0-224, demo)" >&2; exit 1 ;;
   esac
 }

@@ -18,6 +18,24 @@ video() {
   echo "$out"
 }
 
+# init_model SIZE: the width-1.0 MobileNetV2 + BiLSTM bench model at SIZExSIZE, untrained, seed 7,
+# made once by the model tooling and cached under $WORK/models (same arguments, same bytes). Needs
+# the model venv (EW_MODEL_PYTHON, default /opt/edgewatch-model-venv/bin/python).
+init_model() {
+  local py=${EW_MODEL_PYTHON:-/opt/edgewatch-model-venv/bin/python}
+  local out="$WORK/models/mbv2-w1.0-$1-seed7"
+  local args=(init --width-mult 1.0 --size "$1" --window 16 --sample-fps 5 --hidden 32 --seed 7)
+  if [ ! -f "$out/manifest.toml" ] || [ "$(cat "$out/.args" 2>/dev/null)" != "${args[*]}" ]; then
+    rm -rf "$out"
+    mkdir -p "$WORK/models"
+    echo "making $out: python -m edgewatch_model ${args[*]}" >&2
+    (cd "$ROOT/model" && "$py" -m edgewatch_model "${args[@]}" "$out" > "$out.log" 2>&1) \
+      || { cat "$out.log" >&2; exit 1; }
+    echo "${args[*]}" > "$out/.args"
+  fi
+  echo "$out"
+}
+
 # config FILE VIDEO PACE LOOP PORT SPOOL [MODEL_DIR (default: the demo model)]
 config() {
   cat > "$1" <<CONF

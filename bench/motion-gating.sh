@@ -52,14 +52,7 @@ fi
 model_dir() {
   case $1 in
     demo) echo "$ROOT/model/demo" ;;
-    w1.0-224)
-      local out="$WORK/models/mbv2-w1.0-224-seed7"
-      if [ ! -f "$out/manifest.toml" ]; then
-        mkdir -p "$WORK/models"
-        (cd "$ROOT/model" && "$PY" -m edgewatch_model init --width-mult 1.0 --size 224 --window 16 --sample-fps 5 \
-          --hidden 32 --seed 7 "$out" > "$out.log" 2>&1) || { cat "$out.log" >&2; exit 1; }
-      fi
-      echo "$out" ;;
+    w1.0-224) EW_MODEL_PYTHON=$PY init_model 224 ;;
     w1.0-224-head)
       local out="$WORK/models/mbv2-w1.0-224-head-seed7"
       if [ ! -f "$out/manifest.toml" ]; then

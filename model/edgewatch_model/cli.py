@@ -68,6 +68,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=(112, 112), help="input size N or WxH (default 112)")
     p.add_argument("--window", type=int, default=16, help="T, features per head evaluation (default 16)")
     p.add_argument("--sample-fps", type=float, default=5.0, help="frames per second fed to the backbone (default 5)")
+    p.add_argument("--sample-fps-min", type=float, metavar="F",
+                   help="train with frame-rate jitter down to F frames/s (the rates a --camera-fps camera gives: "
+                        "camera-fps / k) and write temporal.sample-fps-min = F into the exported manifest")
+    p.add_argument("--camera-fps", type=float, default=15.0, help="camera rate the jitter's rates divide (default 15)")
     p.add_argument("--hidden", type=int, default=32, help="LSTM hidden size per direction (default 32)")
     p.add_argument("--frame-epochs", type=int, default=8, help="stage 1: backbone on single frames (default 8)")
     p.add_argument("--head-epochs", type=int, default=30, help="stage 2: BiLSTM on frozen features (default 30)")
@@ -165,6 +169,9 @@ def parser() -> argparse.ArgumentParser:
                    help="false-positive rate (per window) for the suggested threshold (default 0.05)")
     p.add_argument("--write-threshold", action="store_true",
                    help="write the suggested threshold into the manifest (only that line) and re-verify")
+    p.add_argument("--rates", metavar="F,F,...", type=_rates,
+                   help="also stream at these sampling rates (frames/s) and print the metrics per rate, e.g. "
+                        "5,3.75,3,2.5: what the detector's adaptive rate would see (temporal.sample-fps-min)")
     p.add_argument("--skip-bad", action="store_true")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
@@ -234,8 +241,13 @@ def cmd_train(a) -> int:
     from . import net
     from .train import TrainOptions, train
 
+    if a.sample_fps_min is not None and not 0 < a.sample_fps_min <= a.sample_fps:
+        print(f"--sample-fps-min {a.sample_fps_min} must be above 0 and at most --sample-fps ({a.sample_fps})",
+              file=sys.stderr)
+        return 2
     cfg = net.ModelConfig(width_mult=a.width_mult, width=a.size[0], height=a.size[1], window=a.window,
-                          sample_fps=a.sample_fps, hidden=a.hidden)
+                          sample_fps=a.sample_fps, hidden=a.hidden, sample_fps_min=a.sample_fps_min,
+                          camera_fps=a.camera_fps)
     opt = TrainOptions(data=a.data, out=a.out, frame_epochs=a.frame_epochs, head_epochs=a.head_epochs,
                        joint_epochs=a.joint_epochs, frame_batch=a.frame_batch, batch=a.batch, head_batch=a.head_batch,
                        frames_per_clip=a.frames_per_clip, head_passes=a.head_passes,
@@ -301,10 +313,21 @@ def cmd_quantize(a) -> int:
     return 0
 
 
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--rates: {e}") from e
+    if not rates or any(not 0 < r <= 120 for r in rates):
+        raise argparse.ArgumentTypeError(f"--rates: {text!r}: each rate must be above 0 and at most 120")
+    return rates
+
+
 def cmd_evaluate(a) -> int:
     from .evaluate import evaluate
 
-    r = evaluate(a.model, a.data, a.split, a.threshold, a.target_fpr, a.write_threshold, a.skip_bad)
+    r = evaluate(a.model, a.data, a.split, a.threshold, a.target_fpr, a.write_threshold, a.skip_bad,
+                 rates=a.rates)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(r, f, indent=2)

@@ -129,7 +129,9 @@ def _toml_str(s: str) -> str:
 
 def manifest_text(name: str, description: str, width: int, height: int, mean, std, window: int,
                   sample_fps: float, feature_dim: int, threshold: float, bb_sha: str, head_sha: str,
-                  bb_io=("image", "feature"), head_io=("features", "score")) -> str:
+                  bb_io=("image", "feature"), head_io=("features", "score"), sample_fps_min=None) -> str:
+    lowest = "" if sample_fps_min is None else (
+        f"sample-fps-min = {float(sample_fps_min)!r}   # the lowest rate it was trained to accept\n")
     return f"""# edgewatch model manifest (format 1)
 format = 1
 name = {_toml_str(name)}
@@ -144,7 +146,7 @@ std = {_fl(std)}
 [temporal]
 window = {window}          # T: features per head evaluation
 sample-fps = {float(sample_fps)!r}     # frames per second fed to the backbone
-feature-dim = {feature_dim}   # F
+{lowest}feature-dim = {feature_dim}   # F
 
 [decision]
 threshold = {float(threshold)!r}
@@ -318,11 +320,12 @@ class Contract:
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
         return normalise_nchw(resize_rgb(rgb, self.m.width, self.m.height)[None], self.m.mean, self.m.std)
 
-    def stream_video(self, path: str):
+    def stream_video(self, path: str, sample_fps: float | None = None):
         """Streaming inference as the detector runs it: yields (end time s, score)
-        for every sampled frame once T features are in the ring."""
+        for every sampled frame once T features are in the ring. `sample_fps` other than
+        the manifest's: as the detector's adaptive rate would sample."""
         reader = VideoReader(path)
-        sampler = Sampler(self.m.sample_fps)
+        sampler = Sampler(sample_fps or self.m.sample_fps)
         ring: deque = deque(maxlen=self.m.window)
         for _i, pts, rgb in reader:
             if not sampler.take(pts):

@@ -55,7 +55,7 @@ def export_params(cfg, params, state, out: str, name: str, description: str, thr
     bb, hd, feature_dim = hoist.hoist_or_keep(bb, hd, cfg.feature_dim, log, hoist_projection)
     bb_sha, bb_n, hd_sha, hd_n = write_model_dir(out, bb, hd, lambda bs, hs: manifest_text(
         name, description, cfg.width, cfg.height, cfg.mean, cfg.std, cfg.window, cfg.sample_fps, feature_dim,
-        threshold, bs, hs))
+        threshold, bs, hs, sample_fps_min=cfg.sample_fps_min))
     log(f"exported {source} -> {out}")
     log(f"  backbone.onnx {bb_n:>9d} bytes  sha256 {bb_sha}")
     log(f"  head.onnx     {hd_n:>9d} bytes  sha256 {hd_sha}")

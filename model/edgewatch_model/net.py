@@ -63,6 +63,23 @@ class ModelConfig:
     hidden: int = 32  # LSTM hidden size per direction
     mean: tuple = MEAN
     std: tuple = STD
+    # The lowest sampling rate the model is trained to accept (frame-rate jitter in training, and
+    # `temporal.sample-fps-min` in the manifest: the detector's adaptive rate); None: fixed rate.
+    sample_fps_min: float | None = None
+    # The camera rate the jitter's rates divide (the detector samples camera_fps / k).
+    camera_fps: float = 15.0
+
+    def jitter_rates(self) -> list[float]:
+        """The rates training samples at: the manifest's, then camera_fps / k down to sample_fps_min
+        (the rates the detector's controller picks from, for a camera at camera_fps)."""
+        rates = [self.sample_fps]
+        if self.sample_fps_min is not None:
+            k = int(self.camera_fps // self.sample_fps) + 1
+            while self.camera_fps / k >= self.sample_fps_min - 1e-9:
+                if self.camera_fps / k < self.sample_fps - 1e-9:
+                    rates.append(self.camera_fps / k)
+                k += 1
+        return rates
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

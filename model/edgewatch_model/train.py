@@ -42,6 +42,7 @@ import numpy as np
 
 from . import checkpoint, dataset, net
 from .metrics import confusion, format_confusion, roc_auc, summary_line
+from .video import ClipError
 
 STAGES = ("frames", "head", "joint")
 STAGE_IDS = {s: i for i, s in enumerate(STAGES)}
@@ -359,6 +360,27 @@ class Trainer:
             splits["train"], cfg.sample_fps, cfg.width, cfg.height, cfg.window, cache, opt.skip_bad, log)
         self.va_frames, self.va_labels, _ = dataset.load_clips(
             splits["val"], cfg.sample_fps, cfg.width, cfg.height, cfg.window, cache, opt.skip_bad, log)
+        # Frame-rate jitter: the training clips again at each lower rate the detector may pick, so
+        # each window the model learns from has one of the spacings it will see. Validation stays
+        # at the manifest's rate (`evaluate --rates` measures the others).
+        for rate in cfg.jitter_rates()[1:]:
+            frames, labels, short = [], [], 0
+            for clip in splits["train"]:
+                try:
+                    f, lab, _ = dataset.load_clips([clip], rate, cfg.width, cfg.height, cfg.window, cache, False,
+                                                   log)
+                except ClipError:
+                    short += 1  # shorter than T / rate (or unreadable, already reported above)
+                    continue
+                frames += f
+                labels.append(lab)
+            if not frames:
+                raise ValueError(f"no training clip is long enough for a window at {rate:g} frames/s "
+                                 f"(T={cfg.window} needs {cfg.window / rate:.1f} s); lower --sample-fps-min")
+            self.tr_frames = list(self.tr_frames) + frames
+            self.tr_labels = np.concatenate([self.tr_labels, *labels])
+            log(f"frame-rate jitter: {len(frames)} training clips also at {rate:g} frames/s"
+                + (f" ({short} too short for a window)" if short else ""))
         n_pos = int(self.tr_labels.sum())
         n_neg = len(self.tr_labels) - n_pos
         if n_pos == 0 or n_neg == 0:

@@ -1,7 +1,10 @@
 """A tiny seeded training run converges past chance; its export and evaluation."""
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -116,3 +119,56 @@ def test_metrics():
     assert t["fp"] <= 1 and t["fpr"] <= 0.1 and 0.8 < t["threshold"] <= 0.85
     t0 = threshold_for_fpr(labels, scores, 0.0)
     assert t0["fp"] == 0 and t0["threshold"] > 0.9
+
+
+def test_evaluate_per_rate(exported, tiny_data):
+    # Streams the same clips at each rate: at the manifest's 5/s the main figures again; at
+    # 2.5/s fewer windows (the 1.6 s clips hold 4 sampled frames, one window of T = 4).
+    out, _ = exported
+    lines = []
+    r = evaluate(out, tiny_data, "val", log=lines.append, rates=[5.0, 2.5])
+    rows = {row["rate"]: row for row in r["per_rate"]}
+    assert rows[5.0]["windows"] == r["windows"] and rows[5.0]["clips"] == r["clips"]
+    assert rows[2.5]["windows"]["n"] == 16 and rows[2.5]["clips"]["n"] == 16
+    assert not rows[2.5]["in_range"]  # the tiny model declares no range
+    assert any("declares no lower rate" in line for line in lines)
+    assert sum(line.strip().startswith(("5 ", "2.5 ")) for line in lines) == 2, lines
+
+
+def test_evaluate_cli_rates(exported, tiny_data, tmp_path):
+    out, _ = exported
+    j = tmp_path / "r.json"
+    model_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "edgewatch_model", "evaluate", out, tiny_data, *args],
+                              capture_output=True, text=True, cwd=model_dir,
+                              env=dict(os.environ, PYTHONPATH=model_dir))
+
+    p = cli("--rates", "5,2.5", "--json", str(j))
+    assert p.returncode == 0, p.stderr
+    assert [row["rate"] for row in json.load(open(j))["per_rate"]] == [5.0, 2.5]
+    bad = cli("--rates", "5,0")
+    assert bad.returncode == 2 and "each rate must be above 0" in bad.stderr
+
+
+def test_training_with_frame_rate_jitter_declares_the_range(tiny_data, tmp_path):
+    # tiny_data is 10 fps, 1.6 s: at T = 4 the jitter rates are 5 and 10/3 and 2.5 (10 / k down to
+    # 2.5), and each clip holds one window even at 2.5 fps. The export carries the range.
+    from edgewatch_model import net
+    from edgewatch_model.train import TrainOptions, train
+
+    # conftest's TINY model, with a range.
+    cfg = net.ModelConfig(width=48, height=48, window=4, sample_fps=5.0, hidden=8, sample_fps_min=2.5, camera_fps=10.0)
+    assert cfg.jitter_rates() == [5.0, 10.0 / 3, 2.5]
+    opt = TrainOptions(data=tiny_data, out=str(tmp_path / "run"), frame_epochs=1, head_epochs=2, frame_batch=32,
+                       batch=16, frames_per_clip=4, head_passes=1, seed=0, log_every=0)
+    lines = []
+    r = train(cfg, opt, log=lines.append)
+    jitter = [line for line in lines if line.startswith("frame-rate jitter:")]
+    assert len(jitter) == 2 and "48 training clips also at 2.5 frames/s" in jitter[1], jitter
+    out = str(tmp_path / "model")
+    export(r["best_path"], out, "tiny-jitter", "tiny test model with a rate range", log=quiet)
+    m = parse_manifest(open(os.path.join(out, MANIFEST)).read())
+    assert (m.sample_fps, m.sample_fps_min) == (5.0, 2.5)
+    Contract(out)
