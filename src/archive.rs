@@ -202,10 +202,21 @@ impl Archiver {
         let marker = Archived { clip_url, sidecar_url, archived_at: Utc::now() };
         let data = serde_json::to_vec_pretty(&marker).map_err(|e| UploadError::Io(std::io::Error::other(e)))?;
         let path = paths.archived.clone();
-        tokio::task::spawn_blocking(move || spool::write_atomic(&path, &data))
-            .await
-            .map_err(|e| UploadError::Io(std::io::Error::other(e)))?
-            .map_err(UploadError::Io)?;
+        tokio::task::spawn_blocking(move || match spool::write_atomic(&path, &data) {
+            // A full spool: an empty marker takes no data block, and the watchdog deletes a
+            // delivered event only once the marker is there, which is what frees the spool. The
+            // email then goes without the archive link (an attached clip needs none).
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                tracing::warn!(path = %path.display(), error = %e, "spool full: writing an empty archive marker (no link)");
+                std::fs::File::create(&path).and_then(|f| f.sync_all()).and_then(|_| {
+                    spool::sync_dir(path.parent().unwrap_or(std::path::Path::new(".")))
+                })
+            }
+            other => other,
+        })
+        .await
+        .map_err(|e| UploadError::Io(std::io::Error::other(e)))?
+        .map_err(UploadError::Io)?;
         tracing::info!(event_id = %id, url = %marker.sidecar_url, "event archived");
         Ok(())
     }

@@ -19,6 +19,22 @@ pub fn slow(_step: &str) {
     }
 }
 
+/// A CPU hog inside a step: while the file that `EW_TEST_BUSY_<STEP>` names exists, each call
+/// spins for `EW_TEST_BUSY_<STEP>_MS` milliseconds (default 100). The adaptive-rate test turns it
+/// on and off from outside by creating and removing the file.
+pub fn busy(_step: &str) {
+    #[cfg(feature = "fault-injection")]
+    if let Ok(flag) = std::env::var(format!("EW_TEST_BUSY_{_step}")) {
+        if std::path::Path::new(&flag).exists() {
+            let ms = std::env::var(format!("EW_TEST_BUSY_{_step}_MS")).ok().and_then(|v| v.parse().ok());
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(ms.unwrap_or(100));
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
 /// An I/O error (EIO) at a named step when `EW_TEST_FAIL_AT` is `step`: a disk that fails for
 /// another reason than space.
 pub fn io_error(_step: &str) -> std::io::Result<()> {

@@ -77,7 +77,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    write_file_synced(&tmp, data)?;
+    if let Err(e) = write_file_synced(&tmp, data) {
+        // A part-written temporary file (a full disk, most likely) would hold on to the space.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, path)?;
     sync_dir(dir)
 }

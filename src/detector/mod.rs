@@ -561,6 +561,7 @@ fn inference_loop(ctx: &Ctx, engine: Engine, rx: Receiver<InferMsg>, tx: SyncSen
         }
         m.sample_rate_floor.set(rate.at_floor() as i64);
         crate::fault::slow("INFERENCE");
+        crate::fault::busy("INFERENCE");
         let verdict = gate.as_mut().map_or(Verdict::Run("gating off"), |g| g.judge(frame.pts, &frame.jpeg, m));
         // A still frame repeats the newest feature; with none yet, it runs like any other.
         let repeated = if verdict == Verdict::Skip { streamer.repeat() } else { None };

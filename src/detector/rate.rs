@@ -9,7 +9,7 @@
 //! 2.5, ...), so sampled frames stay evenly spaced and the head sees the spacing the model was
 //! trained with for that rate; the ring holds frames as they came, never padded.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,20 +90,32 @@ impl Pressure {
     }
 
     /// `Throttled` when the Pi firmware's `get_throttled` has a "now" flag set for a capped ARM
-    /// clock (bit 1), throttling (bit 2) or the soft temperature limit (bit 3); else `Hot` at or
-    /// above [`HOT_MILLI_C`] in thermal zone 0. Under-voltage alone (bit 0) slows nothing here.
-    /// Files that do not exist (not a Pi, a VM) say nothing.
+    /// clock (bit 1), throttling (bit 2) or the soft temperature limit (bit 3), or when CPU 0 runs
+    /// the `performance` governor (as the node image sets it) below 95 % of its maximum clock; else
+    /// `Hot` at or above [`HOT_MILLI_C`] in thermal zone 0. Under-voltage alone (bit 0) slows
+    /// nothing here; other governors scale the clock on purpose. Files that do not exist (not a
+    /// Pi, a VM) say nothing.
     pub fn read(&self) -> Option<Reason> {
-        let read = |p: &Path| std::fs::read_to_string(self.root.join(p)).ok();
-        if let Some(raw) = read(Path::new("devices/platform/soc/soc:firmware/get_throttled")) {
+        let read = |p: &str| std::fs::read_to_string(self.root.join(p)).ok();
+        let number = |p: &str| read(p).and_then(|t| t.trim().parse::<i64>().ok());
+        if let Some(raw) = read("devices/platform/soc/soc:firmware/get_throttled") {
             let raw = raw.trim();
             let hex = raw.strip_prefix("0x").unwrap_or(raw);
             if u32::from_str_radix(hex, 16).is_ok_and(|flags| flags & 0b1110 != 0) {
                 return Some(Reason::Throttled);
             }
         }
-        let temp = read(Path::new("class/thermal/thermal_zone0/temp")).and_then(|t| t.trim().parse::<i64>().ok());
-        temp.is_some_and(|t| t >= HOT_MILLI_C).then_some(Reason::Hot)
+        let cpufreq = "devices/system/cpu/cpu0/cpufreq";
+        if read(&format!("{cpufreq}/scaling_governor")).is_some_and(|g| g.trim() == "performance") {
+            let cur = number(&format!("{cpufreq}/scaling_cur_freq"));
+            let max = number(&format!("{cpufreq}/cpuinfo_max_freq"));
+            if let (Some(cur), Some(max)) = (cur, max) {
+                if cur * 100 < max * 95 {
+                    return Some(Reason::Throttled);
+                }
+            }
+        }
+        number("class/thermal/thermal_zone0/temp").is_some_and(|t| t >= HOT_MILLI_C).then_some(Reason::Hot)
     }
 }
 
@@ -222,16 +234,20 @@ impl Controller {
         let pressure = (self.pressure)();
         let from = self.fps();
         let lowest = self.rates.len() - 1;
-        let over = pressure.or(backlog.then_some(Reason::Backlog)).or((cores > self.budget).then_some(Reason::Budget));
-        if let Some(reason) = over {
+        let step = (self.idx + 1).min(lowest);
+        // Every signal names the rate it asks for; the lowest wins. Over budget goes straight to the
+        // highest rate the measurement says fits; a backlog or throttling steps down one rate.
+        let budget = (cores > self.budget).then(|| {
+            let target = from * self.budget / cores;
+            let fits = self.rates.iter().position(|r| *r <= target + 1e-9).unwrap_or(lowest);
+            (fits.max(step), Reason::Budget)
+        });
+        let over = [pressure.map(|r| (step, r)), backlog.then_some((step, Reason::Backlog)), budget]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| if b.0 > a.0 { b } else { a });
+        if let Some((to_idx, reason)) = over {
             self.calm = 0;
-            let to_idx = if reason == Reason::Budget {
-                // Straight to the highest rate the measurement says fits.
-                let target = from * self.budget / cores;
-                self.rates.iter().position(|r| *r <= target + 1e-9).unwrap_or(lowest).max(self.idx + 1).min(lowest)
-            } else {
-                (self.idx + 1).min(lowest)
-            };
             if to_idx == self.idx {
                 let first = !self.floor;
                 self.floor = true;
@@ -349,6 +365,16 @@ mod tests {
         assert_eq!(c.observe(at(0.0, 0)), None);
         let change = c.observe(at(2.0, 3)).expect("a change");
         assert_eq!((change.from, change.to, change.reason), (5.0, 3.75, Reason::Backlog));
+        // Backlogged and over budget at once: the budget's rate is lower, so it wins.
+        let mut c = Controller::new(5.0, 2.5, 15.0, 0.5, quiet());
+        let over = |s: f64, backlog| Observation {
+            pts: Duration::from_secs_f64(s),
+            cpu: Duration::from_secs_f64(s * 0.75),
+            backlog,
+        };
+        assert_eq!(c.observe(over(0.0, 0)), None);
+        let change = c.observe(over(2.0, 3)).expect("a change");
+        assert_eq!((change.from, change.to, change.reason), (5.0, 3.0, Reason::Budget));
     }
 
     #[test]
@@ -368,6 +394,17 @@ mod tests {
         std::fs::write(fw.join("get_throttled"), "0x50005\n").unwrap();
         assert_eq!(pressure.read(), Some(Reason::Throttled));
         std::fs::write(fw.join("get_throttled"), "0x0\n").unwrap();
+        // cpufreq: the performance governor held below its maximum is a capped clock.
+        let freq = dir.path().join("devices/system/cpu/cpu0/cpufreq");
+        std::fs::create_dir_all(&freq).unwrap();
+        std::fs::write(freq.join("cpuinfo_max_freq"), "1800000\n").unwrap();
+        std::fs::write(freq.join("scaling_cur_freq"), "1500000\n").unwrap();
+        std::fs::write(freq.join("scaling_governor"), "ondemand\n").unwrap();
+        assert_eq!(pressure.read(), None, "ondemand lowers the clock on purpose");
+        std::fs::write(freq.join("scaling_governor"), "performance\n").unwrap();
+        assert_eq!(pressure.read(), Some(Reason::Throttled));
+        std::fs::write(freq.join("scaling_cur_freq"), "1800000\n").unwrap();
+        assert_eq!(pressure.read(), None, "performance at its maximum");
         std::fs::write(zone.join("temp"), "82300\n").unwrap();
         assert_eq!(pressure.read(), Some(Reason::Hot));
 

@@ -116,6 +116,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         health,
         lock,
         decided: Arc::default(),
+        unsaved: HashMap::new(),
+        limiter_unsaved: false,
     };
     let handle = tokio::spawn(wd.run(shutdown));
     Ok(Running { http_addr, handle })
@@ -154,6 +156,11 @@ struct Watchdog {
     lock: state::SpoolLock,
     /// Set by the watcher when an event record appears (open events go first, even mid-pass).
     decided: Arc<std::sync::atomic::AtomicBool>,
+    /// Delivery states the full spool could not take (ENOSPC), kept here and written once space
+    /// frees: delivering and deleting is what frees it, so a full spool must not stop them.
+    unsaved: HashMap<String, Delivery>,
+    /// The limiter's state could not be written (ENOSPC); written again each pass.
+    limiter_unsaved: bool,
 }
 
 fn remove_if_exists(p: &Path) -> std::io::Result<()> {
@@ -322,6 +329,7 @@ impl Watchdog {
             }
         };
         self.metrics.spool_scans.inc();
+        self.flush_unsaved();
         self.clean_orphans(&ids);
         self.delivered.retain(|id| ids.contains(id));
         let now = Instant::now();
@@ -403,7 +411,11 @@ impl Watchdog {
             (None, Some(s)) => (s.camera.clone(), s.event_time, s.peak_score),
             (None, None) => return Ok(()), // deleted meanwhile
         };
-        let mut del = match Delivery::load(&self.spool, id)? {
+        let stored = match self.unsaved.get(id) {
+            Some(d) => Some(d.clone()),
+            None => Delivery::load(&self.spool, id)?,
+        };
+        let mut del = match stored {
             Some(d) => d,
             None => self.admit(id, &camera, event_time, score, record.is_some())?,
         };
@@ -419,6 +431,63 @@ impl Watchdog {
         }
         self.delivered.insert(id.to_string());
         self.settle(id)
+    }
+
+    /// Writes an event's delivery state. A full spool (ENOSPC) keeps it in memory instead, and the
+    /// pass goes on: the email goes out and the delivered event is deleted, which is what frees
+    /// the spool. Until it is written, a crash could send that event's email a second time (never
+    /// zero times); said once per event in the log.
+    fn persist(&mut self, id: &str, del: &Delivery) -> anyhow::Result<()> {
+        match del.save(&self.spool, id) {
+            Ok(()) => {
+                self.unsaved.remove(id);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                if self.unsaved.insert(id.to_string(), del.clone()).is_none() {
+                    tracing::warn!(event_id = %id, error = %e, "spool full: this event's delivery state is kept in memory until space frees; a crash meanwhile may send its email twice, never not at all");
+                }
+                Ok(())
+            }
+            Err(e) => Err(e).with_context(|| format!("saving the delivery state of {id}")),
+        }
+    }
+
+    /// [`Watchdog::persist`] for the rate limiter's state.
+    fn persist_limiter(&mut self) -> anyhow::Result<()> {
+        match self.limiter.save(&self.spool) {
+            Ok(()) => {
+                self.limiter_unsaved = false;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                if !std::mem::replace(&mut self.limiter_unsaved, true) {
+                    tracing::warn!(error = %e, "spool full: the rate limiter's state is kept in memory until space frees");
+                }
+                Ok(())
+            }
+            Err(e) => Err(e).context("saving the rate limiter's state"),
+        }
+    }
+
+    /// Writes what a full spool could not take, now that there may be room.
+    fn flush_unsaved(&mut self) {
+        let pending: Vec<(String, Delivery)> = self.unsaved.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (id, del) in pending {
+            // Deleted meanwhile (delivered): nothing to write.
+            if !ClipPaths::new(&self.spool, &id).event.exists() && !ClipPaths::new(&self.spool, &id).sidecar.exists() {
+                self.unsaved.remove(&id);
+                continue;
+            }
+            if let Err(e) = self.persist(&id, &del) {
+                tracing::warn!(event_id = %id, error = %format!("{e:#}"), "cannot write the delivery state kept in memory");
+            }
+        }
+        if self.limiter_unsaved {
+            if let Err(e) = self.persist_limiter() {
+                tracing::warn!(error = %format!("{e:#}"), "cannot write the rate limiter's state kept in memory");
+            }
+        }
     }
 
     /// A delivered clip: deleted once it is archived too (unless clips are kept).
@@ -452,9 +521,9 @@ impl Watchdog {
             let first = (decided && self.cfg.alert.first == FirstAlert::Snapshot).then(|| self.first_message_id(id));
             let del = Delivery::new(self.message_id(id), first, &self.to, summary);
             // Delivery first: a crash before the limiter is saved lists the summary twice, never zero times.
-            del.save(&self.spool, id)?;
+            self.persist(id, &del)?;
             self.limiter.record(camera, now);
-            self.limiter.save(&self.spool)?;
+            self.persist_limiter()?;
             Ok(del)
         } else {
             self.limiter.suppressed.push(Suppressed {
@@ -464,9 +533,9 @@ impl Watchdog {
                 peak_score: score,
             });
             // Limiter first: a crash before the delivery is saved re-admits the event, never loses it.
-            self.limiter.save(&self.spool)?;
+            self.persist_limiter()?;
             let del = Delivery::suppressed(self.message_id(id));
-            del.save(&self.spool, id)?;
+            self.persist(id, &del)?;
             self.metrics.alerts_suppressed.inc();
             self.summary.suppressed += 1;
             tracing::info!(event_id = %id, camera = %camera, "alert suppressed by the rate limit; it will be summarised in the next email");
@@ -612,7 +681,7 @@ impl Watchdog {
                 r.status = RecipientStatus::Failed;
                 r.last_error = Some(e.to_string());
                 r.failed_at = Some(Utc::now());
-                del.save(&self.spool, id)?;
+                self.persist(id, del)?;
                 self.metrics.alerts_failed.inc();
                 self.summary.failed += 1;
                 tracing::error!(event_id = %id, recipient = %to, error = %e, "cannot build the alert");
@@ -626,7 +695,7 @@ impl Watchdog {
                 let r = del.part_mut(part).and_then(|r| r.get_mut(to)).expect("a pending recipient");
                 r.status = RecipientStatus::Accepted;
                 r.accepted_at = Some(Utc::now());
-                del.save(&self.spool, id)?;
+                self.persist(id, del)?;
                 crash_point("after-record");
                 self.metrics.alerts_sent.inc();
                 self.summary.sent += 1;
@@ -669,7 +738,7 @@ impl Watchdog {
                         self.summary.failed += 1;
                         tracing::error!(event_id = %id, recipient = %to, error = %e, tries = limit, "recipient rejected the alert permanently; giving up on it");
                     }
-                    del.save(&self.spool, id)?;
+                    self.persist(id, del)?;
                     if gave_up {
                         return Ok(true);
                     }
@@ -719,6 +788,7 @@ impl Watchdog {
             }
         }
         spool::sync_dir(&self.spool)?;
+        self.unsaved.remove(id);
         self.delivered.remove(id);
         self.metrics.clips_deleted.inc();
         self.summary.deleted += 1;

@@ -267,6 +267,52 @@ async fn a_full_spool_holds_clips_until_space_frees_and_loses_no_event() {
         m.iter().filter(|x| x.kind == "snapshot").count(), m.iter().filter(|x| x.kind == "clip").count());
 }
 
+/// A spool filled to the last byte while nobody delivered (a filler file takes what the events
+/// left), then the watchdog starts with the relay up: it still sends every event's emails and
+/// deletes the events, keeping their delivery state in memory while the spool cannot take it.
+/// Before, every pass failed on writing that state (ENOSPC), nothing was ever sent and nothing
+/// freed the spool: a fight turned into silence. Counted at the SMTP server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_full_to_the_last_byte_still_delivers_and_frees_itself() {
+    init_logs();
+    let (base, _, _) = fixture_video(&["--size", "320x240", "--calm", "2", "--burst", "3", "--after", "3"]);
+    let video = repeated_video(&base, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let _tmpfs = Tmpfs::mount(&spool_dir, 3 << 20);
+    let (mut server, mut cfg) = crate::watchdog::plain_smtp_down(dir.path(), &[]);
+    short_clips_on_a_small_spool(&mut cfg, &video, &spool_dir, dir.path());
+    // The detector alone: its events wait in the spool, clips written and archived.
+    let summary = edgewatch::detector::run(cfg.clone(), CancellationToken::new()).await.unwrap();
+    assert_eq!(summary.events.len(), 2, "{summary:#?}");
+    // What is left goes to a filler, to the last byte.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(spool_dir.join(".filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).and_then(|_| f.flush()).is_ok() {}
+        let _ = f.write_all(&[0u8; 1]);
+    }
+    assert!(spool::free_space(&spool_dir).unwrap() < 4096, "the spool is full");
+    server.up();
+    let shutdown = CancellationToken::new();
+    let watchdog = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    wait_spool_empty(&spool_dir, Duration::from_secs(60), "every event delivered and deleted from a full spool").await;
+    shutdown.cancel();
+    watchdog.wait().await.unwrap();
+    let m = mails(&server);
+    for e in &summary.events {
+        let of = |kind: &str| m.iter().filter(|x| x.event == e.event_id && x.kind == kind).count();
+        assert_eq!(
+            of("clip"),
+            1,
+            "{}: one clip email; got {:?}",
+            e.event_id,
+            m.iter().map(|x| (&x.event, &x.kind)).collect::<Vec<_>>()
+        );
+    }
+}
+
 /// A spool with room for events but never for a clip, and a hold limit below one clip: each
 /// clip is dropped with a counter and an error, and its event is still alerted, then closed
 /// with "clip dropped".

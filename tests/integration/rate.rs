@@ -105,3 +105,73 @@ async fn a_model_without_a_range_keeps_its_rate_and_says_the_budget_is_not_held(
     assert_eq!((s.sample_fps, s.sample_rate_changes, s.sample_rate_floor), (5.0, 0, true), "{s:?}");
     assert!(s.frames_inferred >= 33, "{} sampled in 7 s at 5 fps", s.frames_inferred);
 }
+
+/// A CPU hog in the inference thread (the fault-injection build's bounded busy loop, 150 ms per
+/// sampled frame, switched on and off by a file) on a model with a range, paced in real time with
+/// a 0.5-core budget: the rate comes down within a few seconds of the hog starting, and goes back
+/// up to the manifest's once it stops. Read from the detector's /metrics, as an operator would.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_cpu_hog_lowers_the_rate_and_the_rate_comes_back_after_it() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use crate::common::{bin, free_port, http_get, sample_opt, wait_for_port, Reaped};
+
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "10", "--burst", "2", "--after", "10"]);
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_with_range(dir.path(), 2.5);
+    let port = free_port();
+    let conf = dir.path().join("detector.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "node = \"hog\"\n[log]\nformat = \"json\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [source]\nkind = \"file\"\npath = \"{}\"\npace = \"realtime\"\nloop = true\n\
+             [model]\nsource = \"{}\"\ncache-dir = \"{}\"\ncpu-budget = 0.5\n[motion]\nenabled = false\n\
+             [clip]\nspool-dir = \"{}\"\nmin-free-space = \"1 MiB\"\n",
+            video.display(),
+            model.display(),
+            dir.path().join("cache").display(),
+            dir.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let hog = dir.path().join("hog-on");
+    let _child = Reaped(
+        Command::new(bin())
+            .arg("--config")
+            .arg(&conf)
+            .arg("detect")
+            .env("EW_TEST_BUSY_INFERENCE", &hog)
+            .env("EW_TEST_BUSY_INFERENCE_MS", "150")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, Duration::from_secs(20));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let fps = || sample_opt(&http_get(addr, "/metrics").1, "edgewatch_sample_fps");
+    let wait_fps = |what: &str, limit: Duration, pred: &dyn Fn(f64) -> bool| -> (f64, Duration) {
+        let t0 = Instant::now();
+        loop {
+            if let Some(f) = fps().filter(|f| pred(*f)) {
+                return (f, t0.elapsed());
+            }
+            assert!(t0.elapsed() < limit, "{what}: sample_fps {:?} after {limit:?}", fps());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // Without the hog the test model stays within half a core at 5 fps.
+    wait_fps("running at the manifest's rate", Duration::from_secs(20), &|f| f == 5.0);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(fps(), Some(5.0), "the rate fell without a hog");
+    // 150 ms of spinning per sampled frame: 0.75 cores at 5 fps, over the 0.5 budget.
+    std::fs::write(&hog, b"").unwrap();
+    let (low, took) = wait_fps("lowered under the hog", Duration::from_secs(10), &|f| f < 5.0);
+    println!("hog on: {low} fps after {took:?}");
+    std::fs::remove_file(&hog).unwrap();
+    // Up one rate per two calm 2-second periods: 2.5 -> 3 -> 3.75 -> 5 takes about 12 s.
+    let (back, took) = wait_fps("back to the manifest's rate", Duration::from_secs(40), &|f| f == 5.0);
+    println!("hog off: {back} fps after {took:?}");
+}
