@@ -164,14 +164,11 @@ impl Controller {
     ) -> Self {
         let mut rates = vec![max];
         if camera_fps > 0.0 {
-            // 1e-9: 15/3 is 5 exactly, but a rate like 7.5/3 should not miss 2.5 by rounding.
+            // Every k past camera/max gives a rate below max; the bound keeps it at or above min
+            // (1e-9: 7.5/3 should not miss 2.5 by rounding).
             let first = (camera_fps / max).floor().max(1.0) as u32 + 1;
-            for k in first..=(camera_fps / min + 1e-9).floor() as u32 {
-                let r = camera_fps / k as f64;
-                if r < max - 1e-9 && r >= min - 1e-9 {
-                    rates.push(r);
-                }
-            }
+            let last = (camera_fps / min + 1e-9).floor() as u32;
+            rates.extend((first..=last).map(|k| camera_fps / k as f64));
         }
         Controller {
             shared: SharedRate::new(max),
@@ -356,24 +353,20 @@ mod tests {
 
     #[test]
     fn a_backlog_steps_the_rate_down() {
-        let mut c = Controller::new(5.0, 2.5, 15.0, 0.5, quiet());
-        let at = |s: f64, backlog| Observation {
+        // At `s` media seconds, having used `cores` all along, with `backlog` frames dropped.
+        let at = |s: f64, cores: f64, backlog| Observation {
             pts: Duration::from_secs_f64(s),
-            cpu: Duration::from_secs_f64(s * 0.1),
+            cpu: Duration::from_secs_f64(s * cores),
             backlog,
         };
-        assert_eq!(c.observe(at(0.0, 0)), None);
-        let change = c.observe(at(2.0, 3)).expect("a change");
+        let mut c = Controller::new(5.0, 2.5, 15.0, 0.5, quiet());
+        assert_eq!(c.observe(at(0.0, 0.1, 0)), None);
+        let change = c.observe(at(2.0, 0.1, 3)).expect("a change");
         assert_eq!((change.from, change.to, change.reason), (5.0, 3.75, Reason::Backlog));
         // Backlogged and over budget at once: the budget's rate is lower, so it wins.
         let mut c = Controller::new(5.0, 2.5, 15.0, 0.5, quiet());
-        let over = |s: f64, backlog| Observation {
-            pts: Duration::from_secs_f64(s),
-            cpu: Duration::from_secs_f64(s * 0.75),
-            backlog,
-        };
-        assert_eq!(c.observe(over(0.0, 0)), None);
-        let change = c.observe(over(2.0, 3)).expect("a change");
+        assert_eq!(c.observe(at(0.0, 0.75, 0)), None);
+        let change = c.observe(at(2.0, 0.75, 3)).expect("a change");
         assert_eq!((change.from, change.to, change.reason), (5.0, 3.0, Reason::Budget));
     }
 

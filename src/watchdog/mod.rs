@@ -329,9 +329,11 @@ impl Watchdog {
             }
         };
         self.metrics.spool_scans.inc();
-        self.flush_unsaved();
         self.clean_orphans(&ids);
         self.delivered.retain(|id| ids.contains(id));
+        // Gone from the spool (delivered, or moved to failed/): nothing left to write.
+        self.unsaved.retain(|id, _| ids.contains(id));
+        self.flush_unsaved();
         let now = Instant::now();
         self.relay_down = false;
         // Events still open first: their first alert is the one that must leave at once.
@@ -474,11 +476,6 @@ impl Watchdog {
     fn flush_unsaved(&mut self) {
         let pending: Vec<(String, Delivery)> = self.unsaved.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (id, del) in pending {
-            // Deleted meanwhile (delivered): nothing to write.
-            if !ClipPaths::new(&self.spool, &id).event.exists() && !ClipPaths::new(&self.spool, &id).sidecar.exists() {
-                self.unsaved.remove(&id);
-                continue;
-            }
             if let Err(e) = self.persist(&id, &del) {
                 tracing::warn!(event_id = %id, error = %format!("{e:#}"), "cannot write the delivery state kept in memory");
             }
