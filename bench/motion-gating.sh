@@ -5,8 +5,8 @@
 # (a grey grid, temporal noise of sigma about 4 grey levels), 10 s of the demo video's fight,
 # 60 s still, a 10 s walk-through (a person-sized block crossing, no fight), 60 s still. Also
 # the 120 s still part alone, for the still-scene figure. `edgewatch detect` runs each with
-# `pace = "fast"` (CPU, not wall time, is measured), gating off, on (the defaults), on with each
-# `motion.max-skip` in BENCH_MAX_SKIP and with each `motion.near-decision` in BENCH_NEAR_DECISION, ROUNDS rounds alternating the order. Models: the demo
+# `pace = "fast"` (CPU, not wall time, is measured), gating off, on (the defaults) and on with each
+# setting in BENCH_VARIANTS, ROUNDS rounds alternating the order. Models: the demo
 # model; a width-1.0 MobileNetV2 at 224 from `init --seed 7` (untrained: its head scores a still
 # scene high, which holds the gate open by design); and the same size with its head trained on
 # `synth` clips (backbone left untrained, `train --frame-epochs 0`), so that a still scene scores
@@ -14,18 +14,16 @@
 # the model load that the "model loaded" line reports), backbone runs, events and their times.
 #
 #   bench/motion-gating.sh [ROUNDS (default 3)]
-#   BENCH_MODELS="demo w1.0-224 w1.0-224-head" (default), BENCH_MAX_SKIP="2s" (default; "" for none),
-#   BENCH_NEAR_DECISION="1.0" (default; "" for none): extra gated rows with those settings
+#   BENCH_MODELS="demo w1.0-224 w1.0-224-head" (default),
+#   BENCH_VARIANTS="max-skip=3s near-decision=1.0 near-decision=1.0,max-skip=3s" (default; "" for
+#   none): extra gated rows, each a comma-separated list of [motion] settings
 # Needs ffmpeg, /usr/bin/time and, for the width-1.0 models, model/run-tests.sh's venv (the
 # trained head takes a few CPU-minutes and about 6 GB of memory once; it is cached in $WORK).
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 ROUNDS=${1:-3}
 MODELS=${BENCH_MODELS:-demo w1.0-224 w1.0-224-head}
-MAX_SKIPS=${BENCH_MAX_SKIP-2s}
-VARIANTS="off on"
-for s in $MAX_SKIPS; do VARIANTS="$VARIANTS on-$s"; done
-for n in ${BENCH_NEAR_DECISION-1.0}; do VARIANTS="$VARIANTS near-$n"; done
+VARIANTS="off on ${BENCH_VARIANTS-max-skip=3s near-decision=1.0 near-decision=1.0,max-skip=3s}"
 PY=${EW_MODEL_PYTHON:-/opt/edgewatch-model-venv/bin/python}
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian: apt-get install time)" >&2; exit 1; }
 build
@@ -71,14 +69,20 @@ model_dir() {
 }
 
 RUNS=$(mktemp -d "$WORK/motion-gating.XXXX")
-run() { # run OUT_PREFIX VIDEO MODEL_DIR VARIANT (off, on or on-<max-skip>)
+run() { # run OUT_PREFIX VIDEO MODEL_DIR VARIANT (off, on or KEY=VALUE[,KEY=VALUE...])
   config "$1.toml" "$2" fast false "$(free_port)" "$1-spool" "$3"
-  case $4 in
-    off) printf '[motion]\nenabled = false\n' ;;
-    on) printf '[motion]\nenabled = true\n' ;;
-    on-*) printf '[motion]\nenabled = true\nmax-skip = "%s"\n' "${4#on-}" ;;
-    near-*) printf '[motion]\nenabled = true\nnear-decision = %s\n' "${4#near-}" ;;
-  esac >> "$1.toml"
+  {
+    printf '[motion]\nenabled = %s\n' "$([ "$4" = off ] && echo false || echo true)"
+    case $4 in off | on) ;; *)
+      local kv
+      for kv in ${4//,/ }; do
+        case ${kv%%=*} in
+          max-skip) printf '%s = "%s"\n' "${kv%%=*}" "${kv#*=}" ;;
+          *) printf '%s = %s\n' "${kv%%=*}" "${kv#*=}" ;;
+        esac
+      done ;;
+    esac
+  } >> "$1.toml"
   sed -i "s|^\[model\]|[model]\nbackend = \"tract\"|" "$1.toml"
   /usr/bin/time -f "%U %S" -o "$1.time" "$BIN" --config "$1.toml" detect > "$1.log" 2>&1 \
     || { echo "edgewatch failed, see $1.log" >&2; tail -3 "$1.log" >&2; exit 1; }
@@ -123,15 +127,14 @@ for name in models:
             rs = [one(f"{runs}/{name}-{part}-{v}-{r}") for r in range(1, rounds + 1)]
             res[(part, v)] = rs
             c = med([r["cpu"] / minutes for r in rs])
-            label = {"off": "gating off", "on": "gating on "}.get(v) or (
-                "on, max-skip " + v[3:] if v.startswith("on-") else "on, near-decision " + v[5:])
-            print(f"    {part:5} {label:17}: {c[0]:7.2f} CPU-s per minute of video [{c[1]:.2f}-{c[2]:.2f}], "
+            label = {"off": "gating off", "on": "gating on (defaults)"}.get(v) or "on, " + v
+            print(f"    {part:5} {label:40}: {c[0]:7.2f} CPU-s per minute of video [{c[1]:.2f}-{c[2]:.2f}], "
                   f"backbone runs {rs[0]['runs']} of {rs[0]['inferred']} sampled, events at {rs[0]['events']}")
         off = [r["cpu"] for r in res[(part, "off")]]
         for v in variants[1:]:
             on = [r["cpu"] for r in res[(part, v)]]
             ratios = sorted(a / b for a, b in zip(on, off))
-            label = "gated" if v == "on" else (f"max-skip {v[3:]}" if v.startswith("on-") else f"near-decision {v[5:]}")
+            label = "gated" if v == "on" else v
             print(f"    {part:5} {label}/ungated CPU: {statistics.median(ratios):.3f} [{ratios[0]:.3f}-{ratios[-1]:.3f}]")
     for v in variants[1:]:
         same = all(len(a["events"]) == len(b["events"]) and all(abs(x - y) <= 0.2 + 1e-3 for x, y in zip(a["events"], b["events"]))

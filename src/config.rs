@@ -480,9 +480,12 @@ impl Default for Config {
                 min_area: crate::motion::DEFAULT_MIN_AREA,
                 lighting: crate::motion::DEFAULT_LIGHTING,
                 alpha: crate::motion::DEFAULT_ALPHA,
-                // Under the shipped models' 3.2 s window (16 features at 5/s): every head window
-                // of a still scene still holds a fresh backbone feature.
-                max_skip: Duration::from_secs(3),
+                // A backstop for what the motion detector cannot see (a change slower than its
+                // background follows): the model sees it within 10 s. Forced runs are then 1 in
+                // 50 samples at 5/s; at 2-3 s they alone cost the still scene's 1/10 budget (a
+                // lone run costs ~1.5x a steady one, out of cache). Past the head's window a still
+                // ring is one feature, so the head rests too.
+                max_skip: Duration::from_secs(10),
                 // Covers a pause in a fight (a body on the ground) without re-waiting for motion.
                 hold: Duration::from_secs(1),
                 // The rule: within half the threshold the model is close to deciding.
@@ -1280,7 +1283,7 @@ mod tests {
         let c = load("[motion]\n", &[]).unwrap();
         assert_eq!(c.motion, Config::default().motion);
         assert!(c.motion.enabled && c.motion.mask.is_empty());
-        assert_eq!((c.motion.max_skip, c.motion.hold), (Duration::from_secs(3), Duration::from_secs(1)));
+        assert_eq!((c.motion.max_skip, c.motion.hold), (Duration::from_secs(10), Duration::from_secs(1)));
         assert_eq!(c.motion.params(), crate::motion::MotionParams::default());
     }
 

@@ -133,6 +133,10 @@ mod tests {
             assert_eq!(g.judge(ms(200), &jpeg, &m), Verdict::Skip, "the same frame again is still");
             g.scored(ms(200), score);
             assert_eq!(g.judge(ms(400), &jpeg, &m), want, "near-decision {near}, score {score}");
+            // Past the post-roll, a still scene runs again only once max-skip has passed.
+            let skip = cfg.motion.max_skip;
+            assert_eq!(g.judge(skip - ms(200), &jpeg, &m), Verdict::Skip, "before max-skip");
+            assert_eq!(g.judge(skip, &jpeg, &m), Verdict::Run("max-skip"), "at max-skip");
         }
     }
 }

@@ -80,6 +80,7 @@ async fn a_still_scene_idles_the_backbone_motion_opens_it_and_light_rebaselines(
     assert_eq!(s.frames_inferred, sampled, "{}", counts(&s));
     assert_eq!(s.backbone_runs + s.backbone_skipped, sampled, "{}", counts(&s));
     assert!(s.backbone_runs <= per_skip + 2, "the noise opened the gate: {}", counts(&s));
+    assert!(s.backbone_runs > per_skip, "max-skip forced no run: {}", counts(&s));
     assert_eq!(s.motion_rebaselines, 0, "{}", counts(&s));
 
     // The walker (4 s to 8 s, plus the 1 s hold) opens it for at least those 25 samples.
