@@ -18,3 +18,13 @@ pub fn one_malloc_arena() {
         }
     }
 }
+
+/// Returns the heap's free pages to the kernel (glibc's `malloc_trim`), after a phase that
+/// freed much more than it kept: loading the model. Elsewhere the allocator's own trimming does.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory malloc holds free; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

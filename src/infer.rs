@@ -14,7 +14,9 @@ pub mod matmul_x86;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +35,7 @@ use zune_jpeg::JpegDecoder;
 
 pub use self::decode::{Decode, Pixels, ScaledDecoder};
 use crate::config::{Backend, ModelConfig};
-use crate::model::{FileSpec, Manifest, ModelBundle, ModelError};
+use crate::model::{FileSpec, HashingReader, Manifest, ModelBundle, ModelError};
 
 /// An 8-bit RGB image.
 #[derive(Clone, Debug)]
@@ -239,8 +241,31 @@ enum Graphs {
     },
 }
 
+/// Where one graph's ONNX bytes come from while an engine is built.
+pub(crate) enum Onnx<'a> {
+    /// In memory: lent, or owned and freed as soon as they are parsed.
+    Bytes(Cow<'a, [u8]>),
+    /// A verified bundle's file, which the engine reads itself; its digest is checked again
+    /// against the manifest (on exactly the bytes parsed, with tract).
+    File(PathBuf),
+}
+
+/// The manifest's digest for `spec` against what was read; a file changed since the bundle was
+/// verified fails like a corrupt one.
+pub(crate) fn check_digest(spec: &FileSpec, actual: String) -> Result<(), ModelError> {
+    if actual.eq_ignore_ascii_case(&spec.sha256) {
+        Ok(())
+    } else {
+        Err(ModelError::Checksum { path: spec.file.clone(), expected: spec.sha256.clone(), actual })
+    }
+}
+
+/// Builds one graph's plan. Owned bytes are freed as soon as they are parsed (a file is parsed
+/// as it is read), and the parsed protobuf as soon as tract has its own graph: with both kept to
+/// the end, start-up held the model three times over (file, protobuf, tensors), which set the
+/// detector's peak RSS.
 fn load_plan(
-    bytes: &[u8],
+    src: Onnx<'_>,
     spec: &FileSpec,
     what: &str,
     shape: &[usize],
@@ -249,9 +274,18 @@ fn load_plan(
 ) -> Result<(Plan, Layout), ModelError> {
     let contract = |msg: String| ModelError::Contract { what: format!("{what} ({})", spec.file), msg };
     let onnx = tract_onnx::onnx();
-    let proto = onnx
-        .proto_model_for_read(&mut std::io::Cursor::new(bytes))
-        .map_err(|e| contract(format!("not a loadable ONNX graph: {e}")))?;
+    let unloadable = |e: TractError| contract(format!("not a loadable ONNX graph: {e}"));
+    let proto = match src {
+        Onnx::Bytes(bytes) => onnx.proto_model_for_read(&mut std::io::Cursor::new(&bytes[..])).map_err(unloadable)?,
+        Onnx::File(path) => {
+            let io = |source| ModelError::Io { path: path.display().to_string(), source };
+            let file = std::fs::File::open(&path).map_err(io)?;
+            let mut reader = HashingReader::new(std::io::BufReader::new(file));
+            let proto = onnx.proto_model_for_read(&mut reader);
+            check_digest(spec, reader.finish().map_err(io)?)?;
+            proto.map_err(unloadable)?
+        }
+    };
     if let Some(node) = reverse_only_lstm(&proto) {
         return Err(contract(format!(
             "node `{node}` is a reverse-only LSTM, which tract 0.23 runs forwards (its scores would be wrong); \
@@ -260,6 +294,7 @@ fn load_plan(
     }
     let mut model =
         onnx.model_for_proto_model(&proto).map_err(|e| contract(format!("not a loadable ONNX graph: {e}")))?;
+    drop(proto);
     let inputs = model.input_outlets().map_err(|e| contract(e.to_string()))?.to_vec();
     if inputs.len() != 1 {
         return Err(contract(format!("expected 1 input, found {}", inputs.len())));
@@ -395,10 +430,20 @@ impl Engine {
 
     /// [`Engine::load`] with the backbone layout to aim for (the benchmark compares both).
     pub fn load_tract(bundle: &ModelBundle, threads: usize, prefer: Layout) -> Result<Engine, ModelError> {
-        let m = &bundle.manifest;
+        let (bb, head) = (Onnx::Bytes(Cow::Borrowed(&bundle.backbone)), Onnx::Bytes(Cow::Borrowed(&bundle.head)));
+        Engine::load_tract_parts(&bundle.manifest, bb, head, threads, prefer)
+    }
+
+    fn load_tract_parts(
+        m: &Manifest,
+        bb: Onnx<'_>,
+        head: Onnx<'_>,
+        threads: usize,
+        prefer: Layout,
+    ) -> Result<Engine, ModelError> {
         let [bb_in, bb_out, head_in, head_out] = contract_shapes(m);
-        let (backbone, layout) = load_plan(&bundle.backbone, &m.backbone, "backbone", &bb_in, &bb_out, prefer)?;
-        let (head, _) = load_plan(&bundle.head, &m.head, "head", &head_in, &head_out, Layout::Nchw)?;
+        let (backbone, layout) = load_plan(bb, &m.backbone, "backbone", &bb_in, &bb_out, prefer)?;
+        let (head, _) = load_plan(head, &m.head, "head", &head_in, &head_out, Layout::Nchw)?;
         Ok(Engine {
             manifest: m.clone(),
             graphs: Graphs::Tract { backbone, layout, head, threads: threads.max(1) },
@@ -408,36 +453,58 @@ impl Engine {
 
     /// Loads both graphs with the backend and threads `model` chooses.
     pub fn load_with(bundle: &ModelBundle, model: &ModelConfig) -> Result<Engine, ModelError> {
-        let tract = || {
+        let (bb, head) = (Onnx::Bytes(Cow::Borrowed(&bundle.backbone)), Onnx::Bytes(Cow::Borrowed(&bundle.head)));
+        Engine::load_parts(&bundle.manifest, bb, head, model)
+    }
+
+    /// [`Engine::load_with`], taking the graphs' bytes out of the bundle (they are empty after),
+    /// the detector's way: the engine never holds the model's bytes beside its own copies, which
+    /// set the start-up peak. A bundle read from a directory drops them at once and the engine
+    /// reads each file itself, checking its digest again; otherwise tract frees them once parsed.
+    pub fn load_taking(bundle: &mut ModelBundle, model: &ModelConfig) -> Result<Engine, ModelError> {
+        let (bb, head) = (std::mem::take(&mut bundle.backbone), std::mem::take(&mut bundle.head));
+        let m = &bundle.manifest;
+        let (bb, head) = match &bundle.dir {
+            Some(dir) => {
+                drop((bb, head));
+                (Onnx::File(dir.join(&m.backbone.file)), Onnx::File(dir.join(&m.head.file)))
+            }
+            None => (Onnx::Bytes(Cow::Owned(bb)), Onnx::Bytes(Cow::Owned(head))),
+        };
+        Engine::load_parts(m, bb, head, model)
+    }
+
+    fn load_parts(m: &Manifest, bb: Onnx<'_>, head: Onnx<'_>, model: &ModelConfig) -> Result<Engine, ModelError> {
+        let tract = |bb, head| {
             let prefer = if model.channels_last { Layout::Nhwc } else { Layout::Nchw };
-            Engine::load_tract(bundle, model.threads, prefer)
+            Engine::load_tract_parts(m, bb, head, model.threads, prefer)
         };
         match model.backend {
-            Backend::Tract => tract(),
+            Backend::Tract => tract(bb, head),
             #[cfg(feature = "onnxruntime")]
-            Backend::Onnxruntime => Engine::load_onnxruntime(bundle, model),
+            Backend::Onnxruntime => Engine::load_onnxruntime(m, &bb, &head, model),
             // Config validation refuses this too; kept for callers that build a ModelConfig by hand.
             #[cfg(not(feature = "onnxruntime"))]
             Backend::Onnxruntime => Err(ModelError::BackendUnavailable(Backend::Onnxruntime.name())),
             #[cfg(not(feature = "onnxruntime"))]
-            Backend::Auto => tract().map(|e| {
+            Backend::Auto => tract(bb, head).map(|e| {
                 e.because("auto-not-built", "model.backend = \"auto\": this build has no onnxruntime backend")
             }),
             #[cfg(feature = "onnxruntime")]
-            Backend::Auto => match Engine::load_onnxruntime(bundle, model) {
+            Backend::Auto => match Engine::load_onnxruntime(m, &bb, &head, model) {
                 Ok(e) => {
                     let detail = format!("model.backend = \"auto\": {}", e.why.detail);
                     Ok(e.because("auto-library-loaded", detail))
                 }
                 // No library: the expected case on a host without onnxruntime, hence tract.
-                Err(ModelError::Runtime { path, msg }) => tract().map(|e| {
+                Err(ModelError::Runtime { path, msg }) => tract(bb, head).map(|e| {
                     e.because(
                         "auto-no-library",
                         format!("model.backend = \"auto\": onnxruntime library {path} not loaded ({msg})"),
                     )
                 }),
                 // The library loaded but refused the graphs: tract gives its own verdict on them.
-                Err(err) => tract().map(|e| {
+                Err(err) => tract(bb, head).map(|e| {
                     e.because("auto-onnxruntime-failed", format!("model.backend = \"auto\": onnxruntime failed: {err}"))
                 }),
             },
@@ -445,14 +512,13 @@ impl Engine {
     }
 
     #[cfg(feature = "onnxruntime")]
-    fn load_onnxruntime(bundle: &ModelBundle, model: &ModelConfig) -> Result<Engine, ModelError> {
-        let m = &bundle.manifest;
+    fn load_onnxruntime(m: &Manifest, bb: &Onnx, head: &Onnx, model: &ModelConfig) -> Result<Engine, ModelError> {
         let [bb_in, bb_out, head_in, head_out] = contract_shapes(m);
         let (library, backbone, head) = onnxruntime::load_pair(
             model.onnxruntime_library.as_deref(),
             model.threads.max(1),
-            (&bundle.backbone, &m.backbone, &bb_in, &bb_out),
-            (&bundle.head, &m.head, &head_in, &head_out),
+            (bb, &m.backbone, &bb_in, &bb_out),
+            (head, &m.head, &head_in, &head_out),
         )?;
         Ok(Engine {
             manifest: m.clone(),

@@ -155,6 +155,38 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// A reader that hashes what passes through it (SHA-256), so a file can be verified exactly as
+/// it is parsed, without a copy in memory and without reading it twice.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: std::io::Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader { inner, hasher: Sha256::new() }
+    }
+
+    /// Reads what the consumer left unread (so the digest covers the whole input), then returns it.
+    pub fn finish(mut self) -> std::io::Result<String> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        Ok(hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The SHA-256 of a file, read in pieces.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    HashingReader::new(std::fs::File::open(path)?).finish()
+}
+
 /// A manifest and its files, read into memory and verified.
 #[derive(Clone, Debug)]
 pub struct ModelBundle {
@@ -167,6 +199,10 @@ pub struct ModelBundle {
     pub head: Vec<u8>,
     /// Where it was loaded from (for logs).
     pub origin: String,
+    /// The directory the files were read from, when they were (a local model or the cache):
+    /// [`crate::infer::Engine::load_taking`] then lets the engine read each file itself and
+    /// checks its digest again, instead of holding a copy in memory while the engine loads.
+    pub dir: Option<PathBuf>,
 }
 
 impl ModelBundle {
@@ -181,7 +217,9 @@ impl ModelBundle {
             |p: &Path| std::fs::read(p).map_err(|source| ModelError::Io { path: p.display().to_string(), source });
         let text = read(&path)?;
         let files = |f: &FileSpec| read(&dir.join(&f.file));
-        Self::from_parts(&text, json, &path.display().to_string(), pin, files)
+        let mut bundle = Self::from_parts(&text, json, &path.display().to_string(), pin, files)?;
+        bundle.dir = Some(dir.to_path_buf());
+        Ok(bundle)
     }
 
     /// Builds a bundle from a manifest's bytes and a way to read the files it names.
@@ -217,6 +255,7 @@ impl ModelBundle {
             backbone,
             head,
             origin: origin.to_string(),
+            dir: None,
         })
     }
 
@@ -253,16 +292,19 @@ pub async fn load(cfg: &Config, s3: Option<&S3Client>) -> Result<ModelBundle, an
             match fetch_s3(s3, &bucket, &prefix, &cfg.model.manifest_sha256).await {
                 Ok(bundle) => {
                     let target = cache_dir_for(&cache, &bundle.manifest_sha256);
-                    let b2 = bundle.clone();
                     let cache2 = cache.clone();
-                    let res = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                        b2.write_dir(&target)?;
-                        crate::spool::write_atomic(&cache2.join("current"), b2.manifest_sha256.as_bytes())
+                    let (mut bundle, res) = tokio::task::spawn_blocking(move || {
+                        let res = bundle.write_dir(&target).and_then(|()| {
+                            crate::spool::write_atomic(&cache2.join("current"), bundle.manifest_sha256.as_bytes())
+                        });
+                        (bundle, res.map(|()| target))
                     })
                     .await?;
-                    if let Err(e) = res {
+                    match res {
+                        // Cached: the engine may read the files from there (see `ModelBundle::dir`).
+                        Ok(dir) => bundle.dir = Some(dir),
                         // A read-only or full cache must not stop a detector that has its model.
-                        tracing::warn!(cache = %cache.display(), error = %e, "cannot cache the model");
+                        Err(e) => tracing::warn!(cache = %cache.display(), error = %e, "cannot cache the model"),
                     }
                     Ok(bundle)
                 }

@@ -152,16 +152,18 @@ async fn pipeline(
         }
     };
     let model_cfg = cfg.model.clone();
-    // The graphs' bytes are needed only while the engine is built: lend them to it rather than
-    // copy them, and drop them afterwards (the run keeps the manifest and its digest).
-    let (mut bundle, engine) = tokio::task::spawn_blocking(move || {
-        let engine = Engine::load_with(&bundle, &model_cfg);
+    // The graphs' bytes are needed only while the engine is built: hand them over, so that they
+    // are freed as soon as they are parsed (the run keeps the manifest and its digest). What the
+    // build freed goes back to the kernel: glibc returns only the heap's top by itself, and the
+    // weights kept sit above the transient copies.
+    let (bundle, engine) = tokio::task::spawn_blocking(move || {
+        let mut bundle = bundle;
+        let engine = Engine::load_taking(&mut bundle, &model_cfg);
+        crate::alloc::release_free_memory();
         (bundle, engine)
     })
     .await?;
     let engine = engine?;
-    bundle.backbone = Vec::new();
-    bundle.head = Vec::new();
     let m = &bundle.manifest;
     metrics
         .model_info

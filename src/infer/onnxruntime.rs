@@ -11,7 +11,7 @@ use ort::session::builder::SessionBuilder;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorRef, ValueType};
 
-use super::InferError;
+use super::{InferError, Onnx};
 use crate::model::{FileSpec, ModelError};
 
 /// ort keeps one library and one global environment per process, so the path it came from is
@@ -121,11 +121,11 @@ pub struct Graph {
 
 /// Both graphs, loaded from the bundle's bytes and checked against the contract; with the path
 /// of the library that runs them.
-pub fn load_pair(
+pub(crate) fn load_pair(
     library: Option<&Path>,
     threads: usize,
-    backbone: (&[u8], &FileSpec, &[usize], &[usize]),
-    head: (&[u8], &FileSpec, &[usize], &[usize]),
+    backbone: (&Onnx, &FileSpec, &[usize], &[usize]),
+    head: (&Onnx, &FileSpec, &[usize], &[usize]),
 ) -> Result<(PathBuf, Graph, Graph), ModelError> {
     let path = environment(library)?;
     let b = load_graph(threads, backbone.0, backbone.1, "backbone", backbone.2, backbone.3)?;
@@ -133,9 +133,9 @@ pub fn load_pair(
     Ok((path, b, h))
 }
 
-fn new_session(threads: usize, bytes: &[u8]) -> Result<Session, String> {
+fn new_session(threads: usize, src: &Onnx) -> Result<Session, String> {
     let s = |e: ort::Error<SessionBuilder>| e.to_string();
-    Session::builder()
+    let mut builder = Session::builder()
         .map_err(|e| e.to_string())?
         .with_intra_threads(threads)
         .map_err(s)?
@@ -143,22 +143,32 @@ fn new_session(threads: usize, bytes: &[u8]) -> Result<Session, String> {
         .map_err(s)?
         // Spinning pool threads would burn the cores kept free for capture and encoding.
         .with_intra_op_spinning(false)
-        .map_err(s)?
-        .commit_from_memory(bytes)
-        .map_err(|e| e.to_string())
+        .map_err(s)?;
+    match src {
+        Onnx::Bytes(bytes) => builder.commit_from_memory(bytes),
+        Onnx::File(path) => builder.commit_from_file(path),
+    }
+    .map_err(|e| e.to_string())
 }
 
 fn load_graph(
     threads: usize,
-    bytes: &[u8],
+    src: &Onnx,
     spec: &FileSpec,
     what: &str,
     shape: &[usize],
     out_shape: &[usize],
 ) -> Result<Graph, ModelError> {
     let contract = |msg: String| ModelError::Contract { what: format!("{what} ({})", spec.file), msg };
-    let session =
-        new_session(threads, bytes).map_err(|e| contract(format!("not a loadable ONNX graph (onnxruntime): {e}")))?;
+    let session = new_session(threads, src);
+    // onnxruntime read the file itself: check that it is still the file the bundle verified
+    // (before a parse error, so a changed file says so).
+    if let Onnx::File(path) = src {
+        let actual = crate::model::sha256_file(path)
+            .map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+        super::check_digest(spec, actual)?;
+    }
+    let session = session.map_err(|e| contract(format!("not a loadable ONNX graph (onnxruntime): {e}")))?;
 
     let inputs = session.inputs();
     if inputs.len() != 1 {

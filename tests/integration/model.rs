@@ -288,6 +288,43 @@ fn onnxruntime_refuses_mismatched_models() {
     assert!(e.contains("head (head.onnx)") && e.contains("not a loadable ONNX graph"), "{e}");
 }
 
+/// The detector's load (`Engine::load_taking`) lets the engine read a verified bundle's files
+/// itself instead of holding their bytes; a file changed after the bundle was verified is then
+/// refused like a corrupt one, by tract (which hashes exactly the bytes it parses) and by
+/// onnxruntime (which is checked against the file once it has read it). Unchanged, both load.
+#[test]
+fn a_model_file_changed_after_verification_is_refused_by_every_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("model");
+    copy_model(&d);
+    let bundle = ModelBundle::from_dir(&d, "").unwrap();
+    assert_eq!(bundle.dir.as_deref(), Some(d.as_path()));
+    let mut configs = vec![edgewatch::config::ModelConfig {
+        backend: edgewatch::config::Backend::Tract,
+        ..edgewatch::config::Config::default().model
+    }];
+    #[cfg(feature = "onnxruntime")]
+    configs.push(onnxruntime_config(&onnxruntime_library()));
+    for cfg in &configs {
+        let mut b = bundle.clone();
+        let engine = Engine::load_taking(&mut b, cfg).unwrap();
+        assert_eq!(engine.backend(), cfg.backend);
+        assert!(b.backbone.is_empty() && b.head.is_empty(), "the bytes were not handed over");
+    }
+    let mut data = std::fs::read(d.join("backbone.onnx")).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(d.join("backbone.onnx"), &data).unwrap();
+    for cfg in &configs {
+        let e = Engine::load_taking(&mut bundle.clone(), cfg).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            e.contains("backbone.onnx") && e.contains("sha256 is"),
+            "{:?} accepted a changed file: {e}",
+            cfg.backend
+        );
+    }
+}
+
 /// A wrong `model.onnxruntime-library` is refused with the path and the reason, at model load.
 #[cfg(feature = "onnxruntime")]
 #[test]
