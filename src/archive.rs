@@ -208,9 +208,8 @@ impl Archiver {
             // email then goes without the archive link (an attached clip needs none).
             Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
                 tracing::warn!(path = %path.display(), error = %e, "spool full: writing an empty archive marker (no link)");
-                std::fs::File::create(&path).and_then(|f| f.sync_all()).and_then(|_| {
-                    spool::sync_dir(path.parent().unwrap_or(std::path::Path::new(".")))
-                })
+                spool::write_file_synced(&path, &[])
+                    .and_then(|()| spool::sync_dir(path.parent().unwrap_or(std::path::Path::new("."))))
             }
             other => other,
         })

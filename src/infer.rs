@@ -250,16 +250,6 @@ pub(crate) enum Onnx<'a> {
     File(PathBuf),
 }
 
-/// The manifest's digest for `spec` against what was read; a file changed since the bundle was
-/// verified fails like a corrupt one.
-pub(crate) fn check_digest(spec: &FileSpec, actual: String) -> Result<(), ModelError> {
-    if actual.eq_ignore_ascii_case(&spec.sha256) {
-        Ok(())
-    } else {
-        Err(ModelError::Checksum { path: spec.file.clone(), expected: spec.sha256.clone(), actual })
-    }
-}
-
 /// Builds one graph's plan. Owned bytes are freed as soon as they are parsed (a file is parsed
 /// as it is read), and the parsed protobuf as soon as tract has its own graph: with both kept to
 /// the end, start-up held the model three times over (file, protobuf, tensors), which set the
@@ -282,7 +272,7 @@ fn load_plan(
             let file = std::fs::File::open(&path).map_err(io)?;
             let mut reader = HashingReader::new(std::io::BufReader::new(file));
             let proto = onnx.proto_model_for_read(&mut reader);
-            check_digest(spec, reader.finish().map_err(io)?)?;
+            spec.check_digest(reader.finish().map_err(io)?)?;
             proto.map_err(unloadable)?
         }
     };

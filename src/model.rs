@@ -74,6 +74,18 @@ pub struct FileSpec {
     pub output: String,
 }
 
+impl FileSpec {
+    /// The manifest's digest for this file against the SHA-256 of what was read (a file changed
+    /// since the bundle was verified fails like a corrupt one).
+    pub fn check_digest(&self, actual: String) -> Result<(), ModelError> {
+        if actual.eq_ignore_ascii_case(&self.sha256) {
+            Ok(())
+        } else {
+            Err(ModelError::Checksum { path: self.file.clone(), expected: self.sha256.clone(), actual })
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("model manifest {path}: {msg}")]
@@ -239,10 +251,7 @@ impl ModelBundle {
         let manifest = Manifest::parse(text, json, origin)?;
         let mut load = |f: &FileSpec| -> Result<Vec<u8>, ModelError> {
             let data = read(f)?;
-            let actual = sha256_hex(&data);
-            if !actual.eq_ignore_ascii_case(&f.sha256) {
-                return Err(ModelError::Checksum { path: f.file.clone(), expected: f.sha256.clone(), actual });
-            }
+            f.check_digest(sha256_hex(&data))?;
             Ok(data)
         };
         let backbone = load(&manifest.backbone)?;

@@ -166,7 +166,7 @@ fn load_graph(
     if let Onnx::File(path) = src {
         let actual = crate::model::sha256_file(path)
             .map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
-        super::check_digest(spec, actual)?;
+        spec.check_digest(actual)?;
     }
     let session = session.map_err(|e| contract(format!("not a loadable ONNX graph (onnxruntime): {e}")))?;
 

@@ -474,10 +474,13 @@ impl Watchdog {
 
     /// Writes what a full spool could not take, now that there may be room.
     fn flush_unsaved(&mut self) {
-        let pending: Vec<(String, Delivery)> = self.unsaved.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        for (id, del) in pending {
-            if let Err(e) = self.persist(&id, &del) {
-                tracing::warn!(event_id = %id, error = %format!("{e:#}"), "cannot write the delivery state kept in memory");
+        for (id, del) in std::mem::take(&mut self.unsaved) {
+            if let Err(e) = del.save(&self.spool, &id) {
+                // Still full (said once already) or failing otherwise: kept, tried next pass.
+                if e.kind() != std::io::ErrorKind::StorageFull {
+                    tracing::warn!(event_id = %id, error = %e, "cannot write the delivery state kept in memory");
+                }
+                self.unsaved.insert(id, del);
             }
         }
         if self.limiter_unsaved {

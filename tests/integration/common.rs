@@ -247,6 +247,23 @@ impl Drop for S3Server {
     }
 }
 
+/// `edgewatch detect --config conf` as a child with `env` added (stdout discarded, killed when
+/// dropped), once its HTTP listener on `port` answers; with that listener's address.
+pub fn detect_child(conf: &Path, port: u16, env: &[(&str, &std::ffi::OsStr)]) -> (Reaped, SocketAddr) {
+    let child = Reaped(
+        Command::new(bin())
+            .arg("--config")
+            .arg(conf)
+            .arg("detect")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, Duration::from_secs(20));
+    (child, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 pub fn wait_for_port(port: u16, timeout: Duration) {
     let end = Instant::now() + timeout;
     while Instant::now() < end {

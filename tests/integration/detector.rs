@@ -668,18 +668,7 @@ fn slow_inference_skips_sampled_frames_never_captured_ones() {
         ),
     )
     .unwrap();
-    let mut child = Reaped(
-        Command::new(bin())
-            .arg("--config")
-            .arg(&conf)
-            .arg("detect")
-            .env("EW_TEST_SLOW_INFERENCE_MS", "250")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port, Duration::from_secs(20));
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (mut child, addr) = detect_child(&conf, port, &[("EW_TEST_SLOW_INFERENCE_MS", "250".as_ref())]);
     // The last scrape before the end of the video (13 s at 15 fps).
     let mut body = String::new();
     let status = loop {

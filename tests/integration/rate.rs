@@ -113,10 +113,9 @@ async fn a_model_without_a_range_keeps_its_rate_and_says_the_budget_is_not_held(
 #[cfg(feature = "fault-injection")]
 #[test]
 fn a_cpu_hog_lowers_the_rate_and_the_rate_comes_back_after_it() {
-    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use crate::common::{bin, free_port, http_get, sample_opt, wait_for_port, Reaped};
+    use crate::common::{detect_child, free_port, http_get, sample_opt};
 
     let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "10", "--burst", "2", "--after", "10"]);
     let dir = tempfile::tempdir().unwrap();
@@ -138,19 +137,11 @@ fn a_cpu_hog_lowers_the_rate_and_the_rate_comes_back_after_it() {
     )
     .unwrap();
     let hog = dir.path().join("hog-on");
-    let _child = Reaped(
-        Command::new(bin())
-            .arg("--config")
-            .arg(&conf)
-            .arg("detect")
-            .env("EW_TEST_BUSY_INFERENCE", &hog)
-            .env("EW_TEST_BUSY_INFERENCE_MS", "150")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (_child, addr) = detect_child(
+        &conf,
+        port,
+        &[("EW_TEST_BUSY_INFERENCE", hog.as_os_str()), ("EW_TEST_BUSY_INFERENCE_MS", "150".as_ref())],
     );
-    wait_for_port(port, Duration::from_secs(20));
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let fps = || sample_opt(&http_get(addr, "/metrics").1, "edgewatch_sample_fps");
     let wait_fps = |what: &str, limit: Duration, pred: &dyn Fn(f64) -> bool| -> (f64, Duration) {
         let t0 = Instant::now();
