@@ -21,6 +21,13 @@
 # building its bundled copy with cmake, which would also need cmake in
 # nativeBuildInputs and dontUseCmakeConfigure (cmake's setup hook takes over
 # the configure phase otherwise). Explicit paths work alike native and cross.
+#
+# jemalloc (Rust's allocator, src/alloc.rs) is built from tikv-jemalloc-sys'
+# bundled source with its configure script (stdenv's sh, make and cc). Its page
+# size is fixed at build time, from the builder's unless told: 4 KiB, as
+# .cargo/config.toml says (that file is not in `src`, so it is set here too),
+# the Pi 4 kernel's. On a 16 KiB page kernel it aborts at start; the node
+# preflight checks the page size (nix/KNOWN-ISSUES.md row 39).
 { lib
 , stdenv
 , rustPlatform
@@ -63,6 +70,7 @@ rustPlatform.buildRustPackage {
 
   buildInputs = [ libjpeg_turbo ];
   env = {
+    JEMALLOC_SYS_WITH_LG_PAGE = "12";
     TURBOJPEG_SOURCE = "explicit";
     TURBOJPEG_DYNAMIC = "1";
     TURBOJPEG_LIB_DIR = "${lib.getLib libjpeg_turbo}/lib";

@@ -29,6 +29,8 @@ make_tree() { # make_tree DIR
   echo "Fake UVC Camera" >"$t/sys/class/video4linux/video0/name"
   echo 0 >"$t/sys/devices/platform/soc/soc:firmware/get_throttled"
   touch "$t/run/systemd/timesync/synchronized"
+  mkdir -p "$t/proc/self"
+  printf '55d5e8400000-55d5e8402000 r--p 00000000 103:02 1234 /usr/bin/awk\nSize:                  8 kB\nKernelPageSize:        4 kB\nMMUPageSize:           4 kB\n' >"$t/proc/self/smaps"
   # v4l2-ctl --info of a UVC camera's capture node.
   cat >"$t/bin/v4l2-ctl" <<'X'
 #!/bin/sh
@@ -69,7 +71,7 @@ metric() { # metric DIR CHECK
   sed -n "s/^edgewatch_preflight_ok{check=\"$2\"} //p" "$1/textfile/edgewatch-preflight.prom"
 }
 
-all="cgroup_memory cgroup_cpu cgroup_pids camera throttled clock spool"
+all="cgroup_memory cgroup_cpu cgroup_pids camera throttled clock spool page_size"
 
 # expect_only NAME CHECK: exit 1, only CHECK failed, its fix on stderr,
 # metric 0 for it and 1 for the others.
@@ -93,9 +95,9 @@ t=$work/tree
 # -------------------------------------------------------------- passing node
 make_tree "$t"
 run "$t"
-if [ "$rc" = 0 ] && [ "$out" = "preflight: ok (7 checks)" ]; then ok "healthy node passes all 7 checks"; else bad "healthy node: rc=$rc out='$out' err: $err"; fi
-if [ "$(grep -c '^edgewatch_preflight_ok{check="[a-z_]*"} 1$' "$t/textfile/edgewatch-preflight.prom")" = 7 ]; then
-  ok "7 metrics, all 1"
+if [ "$rc" = 0 ] && [ "$out" = "preflight: ok (8 checks)" ]; then ok "healthy node passes all 8 checks"; else bad "healthy node: rc=$rc out='$out' err: $err"; fi
+if [ "$(grep -c '^edgewatch_preflight_ok{check="[a-z_]*"} 1$' "$t/textfile/edgewatch-preflight.prom")" = 8 ]; then
+  ok "8 metrics, all 1"
 else
   bad "metrics of the healthy node: $(cat "$t/textfile/edgewatch-preflight.prom")"
 fi
@@ -236,6 +238,28 @@ if [ "$rc" = 1 ] && [ "$out" = "preflight: FAILED: camera" ] && [ $((SECONDS - s
 else
   bad "--wait deadline: rc=$rc out='$out' after $((SECONDS - started))s"
 fi
+
+make_tree "$t"
+sed -i 's/^KernelPageSize: .*/KernelPageSize:       16 kB/' "$t/proc/self/smaps"
+run "$t"
+expect_only "16 KiB page kernel (a Pi 5 kernel_2712)" page_size
+if grep -q "FAIL page_size: the kernel uses 16 KiB pages.*Unsupported system page size" <<<"$err"; then
+  ok "page_size: names the size and jemalloc's abort message"
+else
+  bad "page_size text: $err"
+fi
+
+make_tree "$t"
+rm "$t/proc/self/smaps"
+run "$t"
+expect_only "no smaps to read" page_size
+
+# The real /proc of this machine (x86-64: 4 KiB).
+make_tree "$t"
+rc=0
+SYSFS="$t/sys" PROCFS=/proc DEVFS="$t/dev" RUNDIR="$t/run" SPOOL_DIR="$t/spool" TEXTFILE_DIR="" \
+  PREFLIGHT_CHECKS=page_size bash "$script" >"$t/out" 2>"$t/err" || rc=$?
+if [ "$rc" = 0 ] && grep -q "ok page_size: 4 KiB pages" "$t/err"; then ok "page_size reads this machine's /proc"; else bad "real /proc: rc=$rc $(cat "$t/err")"; fi
 
 make_tree "$t"
 rm "$t/dev/video0"

@@ -1,7 +1,7 @@
 # edgewatch.nodePreflight: a node checks, before its k3s agent starts, what
 # its workload needs and its image cannot prove at build time
 # (./node-preflight.sh: cgroup controllers, camera, throttling flags, clock,
-# spool space). A node that fails does not start k3s, so it never becomes
+# spool space, page size). A node that fails does not start k3s, so it never becomes
 # Ready; every failure is in the journal with its fix, in
 # edgewatch_preflight_ok{check} for node exporter, and in the health gate
 # (nixos/modules/rollout.nix), so a deploy that breaks a node rolls back with
@@ -16,7 +16,9 @@ let
     ++ lib.optional cfg.camera "camera"
     ++ lib.optional cfg.throttled "throttled"
     ++ lib.optional cfg.clock "clock"
-    ++ lib.optional cfg.camera "spool";
+    ++ lib.optional cfg.camera "spool"
+    # Where the detector runs: its jemalloc is built for 4 KiB pages.
+    ++ lib.optional cfg.camera "page_size";
 
   deviceName = d:
     if lib.hasPrefix "/dev/" d then lib.removePrefix "/dev/" d

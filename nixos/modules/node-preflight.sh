@@ -26,6 +26,10 @@
 #                  signing need the right time; a Pi 4 has no RTC)
 #   spool          the spool directory exists with at least the minimum free
 #                  space
+#   page_size      the kernel's base page size is 4 KiB, the size edgewatch's
+#                  allocator (jemalloc) is built for: on a 16 or 64 KiB page
+#                  kernel it aborts at start ("Unsupported system page size";
+#                  nix/KNOWN-ISSUES.md row 39)
 #
 # --wait SECONDS retries the failing checks every 5 s until all pass or the
 # time is up (USB cameras enumerate and NTP synchronises after boot), then
@@ -41,7 +45,7 @@
 #   V4L2_CTL          v4l2-ctl        TIMEDATECTL  timedatectl
 set -euo pipefail
 
-all_checks="cgroup_memory cgroup_cpu cgroup_pids camera throttled clock spool"
+all_checks="cgroup_memory cgroup_cpu cgroup_pids camera throttled clock spool page_size"
 checks=${PREFLIGHT_CHECKS:-$all_checks}
 sysfs=${SYSFS:-/sys}
 procfs=${PROCFS:-/proc}
@@ -223,6 +227,23 @@ check_spool() {
   detail="$((avail_kib / 1024)) MiB free (minimum $min_free_mib MiB)"
 }
 
+check_page_size() {
+  local kib
+  # Any process's first mapping has the base page size; this one is awk's.
+  kib=$(awk '/^KernelPageSize:/ { print $2; exit }' "$procfs/self/smaps" 2>/dev/null || true)
+  if ! [[ $kib =~ ^[0-9]+$ ]]; then
+    problem="cannot read the kernel's page size (KernelPageSize in $procfs/self/smaps)"
+    fix="check that /proc is mounted"
+    return
+  fi
+  if [ "$kib" != 4 ]; then
+    problem="the kernel uses $kib KiB pages; edgewatch's allocator (jemalloc) is built for 4 KiB and aborts at start on any other size (\"<jemalloc>: Unsupported system page size\")"
+    fix="boot a 4 KiB page kernel (the Pi 4's linux_rpi4 and nixpkgs' generic aarch64 kernels are; a Pi 5 kernel_2712 is 16 KiB), or build edgewatch for that size (AARCH64_UNKNOWN_LINUX_GNU_JEMALLOC_SYS_WITH_LG_PAGE in .cargo/config.toml and nix/packages/edgewatch.nix: 14 for 16 KiB, 16 for 64 KiB)"
+    return
+  fi
+  detail="4 KiB pages, as edgewatch's jemalloc is built for"
+}
+
 run_check() { # run_check NAME: sets problem/fix/detail
   problem="" fix="" detail=""
   case $1 in
@@ -233,6 +254,7 @@ run_check() { # run_check NAME: sets problem/fix/detail
     throttled) check_throttled ;;
     clock) check_clock ;;
     spool) check_spool ;;
+    page_size) check_page_size ;;
   esac
 }
 

@@ -86,7 +86,7 @@ in
       # flannel's VXLAN device and the pod bridge (as nixpkgs' k3s multi-node test).
       networking.firewall.trustedInterfaces = [ "cni0" "flannel.1" ];
       edgewatch.videoDevicePlugin.enable = host.camera;
-      # cgroup controllers, camera, clock, spool: checked before the agent
+      # cgroup controllers, camera, clock, spool, page size: checked before the agent
       # starts, and by the health gate (nixos/modules/node-preflight.nix).
       edgewatch.nodePreflight.enable = true;
       edgewatch.rollout.gate = {

@@ -154,8 +154,8 @@ async fn pipeline(
     let model_cfg = cfg.model.clone();
     // The graphs' bytes are needed only while the engine is built: hand them over, so that they
     // are freed as soon as they are parsed (the run keeps the manifest and its digest). What the
-    // build freed goes back to the kernel: glibc returns only the heap's top by itself, and the
-    // weights kept sit above the transient copies.
+    // build freed in glibc's heap (onnxruntime's) goes back to the kernel: glibc returns only the
+    // heap's top by itself. jemalloc (Rust's allocations) returns freed pages after its decay time.
     let (bundle, engine) = tokio::task::spawn_blocking(move || {
         let mut bundle = bundle;
         let engine = Engine::load_taking(&mut bundle, &model_cfg);
@@ -183,7 +183,7 @@ async fn pipeline(
     let startup_cpu_s = ((cpu.tv_sec as f64 + cpu.tv_nsec as f64 * 1e-9) * 1e3).round() / 1e3;
     tracing::info!(name = %m.name, sha256 = %bundle.manifest_sha256, origin = %bundle.origin,
         input = %format!("{}x{}", m.input.width, m.input.height), window = m.temporal.window, backend = %engine.backend(),
-        backend_reason = engine.why().reason, backend_detail = %engine.why().detail, layout = engine.input_layout().name(), depthwise_kernel = engine.depthwise_kernel(), decode = cfg.model.decode.name(), motion_gating = cfg.motion.enabled, sample_fps = m.temporal.sample_fps, sample_fps_min = m.temporal.sample_fps_min.unwrap_or(m.temporal.sample_fps), cpu_budget = cfg.model.cpu_budget, startup_cpu_s,
+        backend_reason = engine.why().reason, backend_detail = %engine.why().detail, layout = engine.input_layout().name(), depthwise_kernel = engine.depthwise_kernel(), decode = cfg.model.decode.name(), motion_gating = cfg.motion.enabled, sample_fps = m.temporal.sample_fps, sample_fps_min = m.temporal.sample_fps_min.unwrap_or(m.temporal.sample_fps), cpu_budget = cfg.model.cpu_budget, startup_cpu_s, allocator = %crate::alloc::describe(),
         "model loaded");
     health.set_initialised();
 

@@ -42,7 +42,7 @@ in
         )
 
     with subtest("both nodes passed their preflight; the one without camera skips the camera checks"):
-        for node, checks in [(camera, 6), (plain, 4)]:
+        for node, checks in [(camera, 7), (plain, 4)]:
             node.succeed("systemctl is-active edgewatch-node-preflight.service")
             node.succeed(f"edgewatch-node-preflight | grep -x 'preflight: ok ({checks} checks)'")
         plain.fail("grep 'check=\"camera\"' ${common.preflightMetrics}")
