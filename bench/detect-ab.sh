@@ -19,20 +19,6 @@ PY=${EW_MODEL_PYTHON:-/opt/edgewatch-model-venv/bin/python}
 VID="$ROOT/demo/demo.avi"
 RUN=$(mktemp -d "$WORK/ab.XXXX")
 
-model_dir() { # every-frame copy (sample-fps = the video's 15), as detect-vs-python.sh makes it
-  local src
-  case $1 in
-    demo) src="$ROOT/model/demo" ;;
-    w1.0-112|w1.0-224) src=$(EW_MODEL_PYTHON=$PY init_model "${1#w1.0-}") ;;
-    *) echo "unknown model $1" >&2; exit 1 ;;
-  esac
-  local out="$WORK/models/$1-every-frame-15fps"
-  mkdir -p "$out"
-  for f in backbone.onnx head.onnx; do cmp -s "$src/$f" "$out/$f" 2>/dev/null || cp "$src/$f" "$out/$f"; done
-  sed -E "s/^sample-fps = [^ #]+/sample-fps = 15.0/" "$src/manifest.toml" > "$out/manifest.toml"
-  echo "$out"
-}
-
 run() { # run BIN MODEL_DIR OUT: one timed run; OUT gets "cpu_s rss_mib"
   local d; d=$(mktemp -d "$RUN/run.XXXX")
   config "$d/c.toml" "$VID" fast false "$(free_port)" "$d/spool" "$2"
@@ -55,7 +41,7 @@ echo "detect A/B: $(basename "$VID") (640x480 MJPEG, 15 fps, 360 frames, every f
 echo "  A: $A"
 echo "  B: $B"
 for name in $MODELS; do
-  m=$(model_dir "$name")
+  m=$(every_frame_model "$(bench_model "$name")" "$name" 15)
   run "$A" "$m" /dev/null; run "$B" "$m" /dev/null # warm-up, untimed
   for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then order="A B"; else order="B A"; fi

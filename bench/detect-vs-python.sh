@@ -78,13 +78,6 @@ vfps=$(awk -v r="$vrate" 'BEGIN { split(r, a, "/"); printf "%g", a[1] / (a[2] ? 
 # The models, made once and cached under the bench work dir (same arguments, same bytes).
 MODELS_DIR="$WORK/models"
 mkdir -p "$MODELS_DIR"
-model_dir() { # model_dir NAME -> the shipped (production) folder
-  case $1 in
-    demo) echo "$ROOT/model/demo" ;;
-    w1.0-112|w1.0-224) EW_MODEL_PYTHON=$PY init_model "${1#w1.0-}" ;;
-    *) echo "unknown model $1 (w1.0-112, w1.0-224, demo)" >&2; exit 1 ;;
-  esac
-}
 # The evaluation set for the int8 lever's accuracy change: the demo model's validation clips.
 EVALSET="$WORK/evalset-synth-seed1-val100"
 evalset() {
@@ -98,7 +91,7 @@ evalset() {
 # int8_dir NAME: the int8 variant of model NAME, with its evaluation (quantize --eval), cached.
 int8_dir() {
   local base="${1%-int8}" src out args
-  src=$(model_dir "$base"); out="$MODELS_DIR/$base-int8"
+  src=$(bench_model "$base"); out="$MODELS_DIR/$base-int8"
   args="quantize --frames 200 --method minmax --seed 0 --eval $EVALSET --split val $(sha256sum < "$src/manifest.toml" | cut -c1-16)"
   if [ ! -f "$out/manifest.toml" ] || [ "$(cat "$out/.args" 2>/dev/null)" != "$args" ]; then
     evalset; rm -rf "$out"
@@ -109,24 +102,14 @@ int8_dir() {
   fi
   echo "$out"
 }
-# every_frame_dir NAME: a copy whose manifest samples at the video's rate. The model files keep
-# their sha256s (the manifest pins them); the manifest's own sha256 changes, which is fine
-# unless `model.manifest-sha256` pins it (the bench's configs do not).
+# every_frame_dir NAME: a copy whose manifest samples at the video's rate (lib.sh).
 every_frame_dir() {
   local src
-  case $1 in *-int8) src=$(int8_dir "$1") ;; *) src=$(model_dir "$1") ;; esac
-  local out="$MODELS_DIR/$1-every-frame-${vfps}fps"
-  mkdir -p "$out"
-  for f in backbone.onnx head.onnx; do
-    cmp -s "$src/$f" "$out/$f" 2>/dev/null || cp "$src/$f" "$out/$f"
-  done
-  sed -E "s/^sample-fps = [^ #]+/sample-fps = ${vfps}.0/" "$src/manifest.toml" > "$out/manifest.toml.new"
-  grep -q "^sample-fps = ${vfps}.0" "$out/manifest.toml.new" || { echo "cannot set sample-fps in $out" >&2; exit 1; }
-  mv "$out/manifest.toml.new" "$out/manifest.toml"
-  echo "$out"
+  case $1 in *-int8) src=$(int8_dir "$1") ;; *) src=$(bench_model "$1") ;; esac
+  every_frame_model "$src" "$1" "$vfps"
 }
 dir_for() { # dir_for MODE NAME
-  if [ "$1" = every-frame ]; then every_frame_dir "$2"; else model_dir "$2"; fi
+  if [ "$1" = every-frame ]; then every_frame_dir "$2"; else bench_model "$2"; fi
 }
 for name in $MODELS; do for mode in $MODES; do dir_for "$mode" "$name" > /dev/null; done; done
 int8_models=""
@@ -183,7 +166,7 @@ run_pipeline() {
 # Resize check: edgewatch's own resize code against Pillow BILINEAR on the same decoded pixels, at
 # each model size (bench/resize-check.sh; fails above 1 grey level).
 sizes=$(for name in $MODELS; do
-  awk '/^\[input\]/ { s = 1 } s && /^width/ { w = $3 } s && /^height/ { print w "x" $3; exit }' "$(model_dir "$name")/manifest.toml"
+  awk '/^\[input\]/ { s = 1 } s && /^width/ { w = $3 } s && /^height/ { print w "x" $3; exit }' "$(bench_model "$name")/manifest.toml"
 done | sort -u)
 # shellcheck disable=SC2086 # one argument per size
 "$ROOT/bench/resize-check.sh" "$VID" 8 $sizes > "$RUNS/resize.jsonl" \
@@ -237,7 +220,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 model_args=()
-for name in $MODELS; do model_args+=("$name=$(model_dir "$name")"); done
+for name in $MODELS; do model_args+=("$name=$(bench_model "$name")"); done
 for name in $int8_models; do model_args+=("$name=$(int8_dir "$name")"); done
 "$PY" "$ROOT/bench/vs_python_report.py" --runs "$RUNS" --rounds "$ROUNDS" --video "$VID" --frames "$frames" \
   --video-info "$vcodec ${vw}x${vh} ${vfps} fps" --modes "$MODES" --ort-lib "${ORT_LIB:-none}" \

@@ -36,6 +36,31 @@ init_model() {
   echo "$out"
 }
 
+# bench_model NAME: the shipped folder of a bench model: demo (model/demo), w1.0-112 or w1.0-224.
+bench_model() {
+  case $1 in
+    demo) echo "$ROOT/model/demo" ;;
+    w1.0-112|w1.0-224) init_model "${1#w1.0-}" ;;
+    *) echo "unknown model $1 (w1.0-112, w1.0-224, demo)" >&2; exit 1 ;;
+  esac
+}
+
+# every_frame_model SRC NAME FPS: a copy of model folder SRC under $WORK/models whose manifest
+# samples at FPS (the video's rate), so every frame is inferred. The model files keep their
+# sha256s (the manifest pins them); the manifest's own sha256 changes, which is fine unless
+# `model.manifest-sha256` pins it (the bench configs do not).
+every_frame_model() {
+  local src=$1 out="$WORK/models/$2-every-frame-${3}fps"
+  mkdir -p "$out"
+  for f in backbone.onnx head.onnx; do
+    cmp -s "$src/$f" "$out/$f" 2>/dev/null || cp "$src/$f" "$out/$f"
+  done
+  sed -E "s/^sample-fps = [^ #]+/sample-fps = ${3}.0/" "$src/manifest.toml" > "$out/manifest.toml.new"
+  grep -q "^sample-fps = ${3}.0" "$out/manifest.toml.new" || { echo "cannot set sample-fps in $out" >&2; exit 1; }
+  mv "$out/manifest.toml.new" "$out/manifest.toml"
+  echo "$out"
+}
+
 # config FILE VIDEO PACE LOOP PORT SPOOL [MODEL_DIR (default: the demo model)]
 config() {
   cat > "$1" <<CONF

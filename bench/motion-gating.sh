@@ -49,8 +49,6 @@ fi
 
 model_dir() {
   case $1 in
-    demo) echo "$ROOT/model/demo" ;;
-    w1.0-224) EW_MODEL_PYTHON=$PY init_model 224 ;;
     w1.0-224-head)
       local out="$WORK/models/mbv2-w1.0-224-head-seed7"
       if [ ! -f "$out/manifest.toml" ]; then
@@ -64,7 +62,7 @@ model_dir() {
           > "$out.log" 2>&1) || { cat "$out.log" >&2; exit 1; }
       fi
       echo "$out" ;;
-    *) echo "unknown model $1" >&2; exit 1 ;;
+    *) bench_model "$1" ;;
   esac
 }
 

@@ -54,12 +54,12 @@ X
   chmod +x "$t/bin/v4l2-ctl"
 }
 
-# run DIR [ARGS...]: the script on the tree; sets rc, out (stdout), err.
+# run DIR [ARGS...]: the script on the tree (PROC overrides its proc); sets rc, out (stdout), err.
 run() {
   local t=$1
   shift
   rc=0
-  SYSFS="$t/sys" PROCFS="$t/proc" DEVFS="$t/dev" RUNDIR="$t/run" SPOOL_DIR="$t/spool" \
+  SYSFS="$t/sys" PROCFS="${PROC:-$t/proc}" DEVFS="$t/dev" RUNDIR="$t/run" SPOOL_DIR="$t/spool" \
     SPOOL_MIN_FREE_MIB="${MIN_FREE:-1}" TEXTFILE_DIR="$t/textfile" V4L2_CTL="$t/bin/v4l2-ctl" \
     TIMEDATECTL="${TDCTL:-/nonexistent}" PREFLIGHT_CHECKS="${CHECKS:-}" \
     bash "$script" "$@" >"$t/out" 2>"$t/err" || rc=$?
@@ -256,10 +256,8 @@ expect_only "no smaps to read" page_size
 
 # The real /proc of this machine (x86-64: 4 KiB).
 make_tree "$t"
-rc=0
-SYSFS="$t/sys" PROCFS=/proc DEVFS="$t/dev" RUNDIR="$t/run" SPOOL_DIR="$t/spool" TEXTFILE_DIR="" \
-  PREFLIGHT_CHECKS=page_size bash "$script" >"$t/out" 2>"$t/err" || rc=$?
-if [ "$rc" = 0 ] && grep -q "ok page_size: 4 KiB pages" "$t/err"; then ok "page_size reads this machine's /proc"; else bad "real /proc: rc=$rc $(cat "$t/err")"; fi
+PROC=/proc CHECKS=page_size run "$t"
+if [ "$rc" = 0 ] && grep -q "ok page_size: 4 KiB pages" <<<"$err"; then ok "page_size reads this machine's /proc"; else bad "real /proc: rc=$rc $err"; fi
 
 make_tree "$t"
 rm "$t/dev/video0"
