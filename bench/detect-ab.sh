@@ -18,14 +18,17 @@ PY=${EW_MODEL_PYTHON:-/opt/edgewatch-model-venv/bin/python}
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian: apt-get install time)" >&2; exit 1; }
 VID="$ROOT/demo/demo.avi"
 RUN=$(mktemp -d "$WORK/ab.XXXX")
+if [ "$BACKEND" = onnxruntime ]; then
+  ORT_LIB=$(venv_ort_lib "$PY")
+  [ -n "$ORT_LIB" ] || { echo "no onnxruntime library in $PY's venv: run model/run-tests.sh once" >&2; exit 1; }
+fi
 
 run() { # run BIN MODEL_DIR OUT: one timed run; OUT gets "cpu_s rss_mib"
   local d; d=$(mktemp -d "$RUN/run.XXXX")
   config "$d/c.toml" "$VID" fast false "$(free_port)" "$d/spool" "$2"
   printf '[decision]\nthreshold = 1.0\n[motion]\nenabled = false\n' >> "$d/c.toml"
   if [ "$BACKEND" = onnxruntime ]; then
-    local lib; lib=$(readlink -f "$(compgen -G "$(dirname "$PY")/../lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*" | head -1)")
-    sed -i "s|^\[model\]|[model]\ndecode = \"full\"\nbackend = \"onnxruntime\"\nonnxruntime-library = \"$lib\"|" "$d/c.toml"
+    sed -i "s|^\[model\]|[model]\ndecode = \"full\"\nbackend = \"onnxruntime\"\nonnxruntime-library = \"$ORT_LIB\"|" "$d/c.toml"
   else
     sed -i "s|^\[model\]|[model]\ndecode = \"full\"\nbackend = \"tract\"|" "$d/c.toml"
   fi

@@ -61,8 +61,7 @@ PY=${EW_MODEL_PYTHON:-/opt/edgewatch-model-venv/bin/python}
 [ -x "$PY" ] || { echo "no $PY: run model/run-tests.sh once (it makes the venv)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian: apt-get install time)" >&2; exit 1; }
 [ -n "${EW_BIN:-}" ] || (cd "$ROOT" && cargo build --release --locked --quiet --features onnxruntime)
-ORT_LIB=$(compgen -G "$(dirname "$PY")/../lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*" | head -1 || true)
-ORT_LIB=${ORT_LIB:+$(readlink -f "$ORT_LIB")}
+ORT_LIB=$(venv_ort_lib "$PY")
 export OPENCV_FFMPEG_CAPTURE_OPTIONS="threads;1" OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 # The video: demo/demo.avi (640x480 MJPEG, 15 fps), LOOPS times.

@@ -36,6 +36,13 @@ init_model() {
   echo "$out"
 }
 
+# venv_ort_lib PY: the onnxruntime shared library in the Python venv of PY (resolved), or nothing.
+venv_ort_lib() {
+  local lib
+  lib=$(compgen -G "$(dirname "$1")/../lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*" | head -1 || true)
+  [ -z "$lib" ] || readlink -f "$lib"
+}
+
 # bench_model NAME: the shipped folder of a bench model: demo (model/demo), w1.0-112 or w1.0-224.
 bench_model() {
   case $1 in

@@ -71,6 +71,11 @@ metric() { # metric DIR CHECK
   sed -n "s/^edgewatch_preflight_ok{check=\"$2\"} //p" "$1/textfile/edgewatch-preflight.prom"
 }
 
+# expect_err NAME PATTERN: stderr of the last run matches PATTERN (grep).
+expect_err() {
+  if grep -q "$2" <<<"$err"; then ok "$1"; else bad "$1: stderr lacks '$2': $err"; fi
+}
+
 all="cgroup_memory cgroup_cpu cgroup_pids camera throttled clock spool page_size"
 
 # expect_only NAME CHECK: exit 1, only CHECK failed, its fix on stderr,
@@ -102,7 +107,7 @@ else
   bad "metrics of the healthy node: $(cat "$t/textfile/edgewatch-preflight.prom")"
 fi
 if [ -z "$(find "$t/textfile" -name '.edgewatch-preflight.*')" ]; then ok "no temporary metrics file left"; else bad "temporary file left"; fi
-if grep -q "ok camera: $t/dev/video0: Fake UVC Camera, capture" <<<"$err"; then ok "camera reported with its name"; else bad "camera detail: $err"; fi
+expect_err "camera reported with its name" "ok camera: $t/dev/video0: Fake UVC Camera, capture"
 if command -v promtool >/dev/null; then
   if promtool check metrics <"$t/textfile/edgewatch-preflight.prom"; then ok "promtool check metrics"; else bad "promtool check metrics"; fi
 fi
@@ -121,11 +126,8 @@ echo "cpuset cpu io hugetlb pids rdma misc" >"$t/sys/fs/cgroup/cgroup.controller
 echo "coherent_pool=1M cgroup_disable=memory console=tty1" >"$t/proc/cmdline"
 run "$t"
 expect_only "memory controller off (vendor kernel without cgroup_enable=memory)" cgroup_memory
-if grep -q "cgroup_enable=memory.*This boot's command line: coherent_pool=1M cgroup_disable=memory" <<<"$err"; then
-  ok "memory: the fix names cgroup_enable=memory and quotes /proc/cmdline"
-else
-  bad "memory fix text: $err"
-fi
+expect_err "memory: the fix names cgroup_enable=memory and quotes /proc/cmdline" \
+  "cgroup_enable=memory.*This boot's command line: coherent_pool=1M cgroup_disable=memory"
 
 make_tree "$t"
 echo "cpuset io memory pids" >"$t/sys/fs/cgroup/cgroup.controllers"
@@ -172,11 +174,8 @@ make_tree "$t"
 sed -i '/Device Caps/,/Priority/{s/\t\tVideo Capture/\t\tMetadata Capture/}' "$t/bin/v4l2-ctl"
 run "$t"
 expect_only "camera node is a metadata node (Video Capture only in Capabilities)" camera
-if grep -q "not a capture device (device caps: Metadata Capture,Streaming,Extended Pix Format)" <<<"$err"; then
-  ok "metadata node: the device caps are quoted"
-else
-  bad "metadata node text: $err"
-fi
+expect_err "metadata node: the device caps are quoted" \
+  "not a capture device (device caps: Metadata Capture,Streaming,Extended Pix Format)"
 
 make_tree "$t"
 printf '#!/bin/sh\necho "Cannot open device /dev/video0, exiting." >&2\nexit 1\n' >"$t/bin/v4l2-ctl"
@@ -243,11 +242,8 @@ make_tree "$t"
 sed -i 's/^KernelPageSize: .*/KernelPageSize:       16 kB/' "$t/proc/self/smaps"
 run "$t"
 expect_only "16 KiB page kernel (a Pi 5 kernel_2712)" page_size
-if grep -q "FAIL page_size: the kernel uses 16 KiB pages.*Unsupported system page size" <<<"$err"; then
-  ok "page_size: names the size and jemalloc's abort message"
-else
-  bad "page_size text: $err"
-fi
+expect_err "page_size: names the size and jemalloc's abort message" \
+  "FAIL page_size: the kernel uses 16 KiB pages.*Unsupported system page size"
 
 make_tree "$t"
 rm "$t/proc/self/smaps"
