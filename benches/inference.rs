@@ -44,10 +44,9 @@ fn main() {
     // not shipped: the demo model's scores moved, bench/README.md). After a warm-up pass, the
     // three alternate (order reversed every pass), three passes each, the median one reported.
     let (iw, ih) = (engine.manifest.input.width, engine.manifest.input.height);
-    let prep_parts = |pre: &mut Preprocessor, to_input: Option<&mut ScaledDecoder>| -> (Duration, Duration) {
+    let prep_parts = |pre: &mut Preprocessor, mut to_input: Option<&mut ScaledDecoder>| -> (Duration, Duration) {
         let (mut decode, mut resize) = (Duration::ZERO, Duration::ZERO);
         let mut buf = Vec::new();
-        let mut to_input = to_input;
         for j in &sample {
             let t0 = Instant::now();
             let (w, h) = match to_input.as_deref_mut() {
