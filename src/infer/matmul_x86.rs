@@ -6,8 +6,9 @@
 //! symbol of `edgewatch detect` on an AVX-512 Xeon: 17 % of the process. With k this small a
 //! tile does little arithmetic against a fixed cost (set-up, the fused bias and ReLU6, the stores),
 //! and a tile `nr` columns wide reads the packed activations `n / nr` times over. Offering tract's
-//! own ladder only tiles at least [`MIN_NR`] wide cut the detector's CPU by about 9 %
-//! (bench/README.md, session 10); larger k keeps tract's choice untouched.
+//! own ladder only tiles at least [`MIN_NR`] wide cut the detector's CPU by about 9 % on that Xeon
+//! (bench/README.md, session 10); larger k keeps tract's choice untouched. On an AMD EPYC the narrow
+//! tiles cost nothing measurable and the tier neither gains nor loses (2026-12-08): kept for Intel.
 //!
 //! tract-linalg keeps its dispatch tiers in an `inventory` registry and asks them in order of
 //! precedence, so this is one more tier, above tract's, that answers only for those shapes and
