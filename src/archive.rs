@@ -151,7 +151,7 @@ impl Archiver {
 
     async fn upload(&self, id: &str) -> Result<(), UploadError> {
         let paths = ClipPaths::new(&self.spool, id);
-        let sidecar_bytes = tokio::fs::read(&paths.sidecar).await.map_err(UploadError::Gone)?;
+        let sidecar_bytes = tokio::fs::read(&paths.sidecar).await.map_err(gone_or_io)?;
         let sidecar: Sidecar = serde_json::from_slice(&sidecar_bytes)
             .map_err(|e| UploadError::Gone(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         // An event without a clip is archived as its sidecar and still: the record of what happened.
@@ -163,7 +163,7 @@ impl Archiver {
         let data = match tokio::fs::read(data_path).await {
             Ok(d) => Some(d),
             Err(e) if sidecar.clip_missing.is_some() && e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(UploadError::Gone(e)),
+            Err(e) => return Err(gone_or_io(e)),
         };
         let side_name = format!("{id}.{}", spool::SIDECAR_EXT);
         let (data_url, sidecar_url) = match &self.target {
@@ -206,7 +206,7 @@ impl Archiver {
             // A full spool: an empty marker takes no data block, and the watchdog deletes a
             // delivered event only once the marker is there, which is what frees the spool. The
             // email then goes without the archive link (an attached clip needs none).
-            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            Err(e) if spool::is_no_space(&e) => {
                 tracing::warn!(path = %path.display(), error = %e, "spool full: writing an empty archive marker (no link)");
                 spool::write_file_synced(&path, &[])
                     .and_then(|()| spool::sync_dir(path.parent().unwrap_or(std::path::Path::new("."))))
@@ -218,6 +218,16 @@ impl Archiver {
         .map_err(UploadError::Io)?;
         tracing::info!(event_id = %id, url = %marker.sidecar_url, "event archived");
         Ok(())
+    }
+}
+
+/// A file that is not there is gone for good (dropped from the queue); any other read error
+/// (EIO, EMFILE, ...) may pass, so it is retried like a failed upload.
+fn gone_or_io(e: std::io::Error) -> UploadError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        UploadError::Gone(e)
+    } else {
+        UploadError::Io(e)
     }
 }
 

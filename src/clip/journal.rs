@@ -15,7 +15,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::spool::EventRecord;
+
 const EXT: &str = "frames";
+/// An event record the spool could not take when the event was decided (`<id>.record.json`).
+const RECORD_EXT: &str = "record.json";
 const HEADER: usize = 12;
 
 /// The journal directory.
@@ -89,6 +93,51 @@ impl FrameJournal {
     }
 
     /// Ids with a journal file.
+    /// Keeps an event record the spool could not take (full, failing) beside the frames, until
+    /// the spool has it: otherwise a restart meanwhile would not know the event was ever decided.
+    pub fn hold_record(&self, record: &EventRecord) -> io::Result<()> {
+        let data = serde_json::to_vec(record).map_err(io::Error::other)?;
+        let tmp = self.dir.join(format!(".{}.{RECORD_EXT}.tmp", record.event_id));
+        fs::write(&tmp, data)?;
+        // Renamed into place, so a kill mid-write leaves no half record.
+        fs::rename(&tmp, self.record_path(&record.event_id))
+    }
+
+    /// Forgets `id`'s held record: the spool has it now.
+    pub fn release_record(&self, id: &str) {
+        match fs::remove_file(self.record_path(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(file = %self.record_path(id).display(), error = %e, "cannot remove a held event record")
+            }
+            _ => {}
+        }
+    }
+
+    /// The records held by [`FrameJournal::hold_record`], by event id; unreadable ones are
+    /// logged and skipped.
+    pub fn held_records(&self) -> io::Result<Vec<EventRecord>> {
+        let mut records = Vec::new();
+        for e in fs::read_dir(&self.dir)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(&format!(".{RECORD_EXT}")) {
+                continue;
+            }
+            match fs::read(e.path())
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(r) => records.push(r),
+                Err(err) => tracing::error!(file = %e.path().display(), error = %err, "unreadable held event record"),
+            }
+        }
+        records.sort_by(|a: &EventRecord, b| a.event_id.cmp(&b.event_id));
+        Ok(records)
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{RECORD_EXT}"))
+    }
+
     pub fn ids(&self) -> io::Result<Vec<String>> {
         let mut ids: Vec<String> = fs::read_dir(&self.dir)?
             .flatten()

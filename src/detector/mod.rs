@@ -745,8 +745,15 @@ fn decide(
             tracing::info!(event_id = %id, at = pts.as_secs_f64(), score, threshold, "event started");
         }
         Err(e) => {
-            // Held and retried by the writer, ahead of this event's clip.
+            // Held and retried by the writer, ahead of this event's clip; and kept in the frame
+            // journal, which outlives the process, so a restart before the spool takes it still
+            // knows of the event.
             tracing::error!(event_id = %id, error = %e, "event started, but its record cannot be written yet; retrying");
+            if let Some(j) = &ctx.journal {
+                if let Err(e) = j.hold_record(&record) {
+                    tracing::warn!(event_id = %id, dir = %j.dir().display(), error = %e, "cannot keep the event record in the frame journal; a restart before the spool takes it loses the event");
+                }
+            }
             let _ = jobs.send(Job::Event { record: record.clone(), still });
         }
     }

@@ -265,7 +265,7 @@ pub(super) fn writer_loop(ctx: &Ctx, rx: Receiver<Job>, arch_tx: mpsc::Unbounded
     w.flush();
     if !w.held.is_empty() {
         let ids: Vec<&str> = w.held.iter().map(|p| p.record.event_id.as_str()).collect();
-        tracing::error!(events = ?ids, "exiting with events not yet closed (spool full); the next start closes them from the frame journal or as \"clip unavailable\"");
+        tracing::error!(events = ?ids, "exiting with events not yet closed (spool full); the next start closes them from the frame journal or as \"clip unavailable\" (an event whose record was never written only with a frame journal)");
     }
     w.out.still_open = w.held.len();
     w.out
@@ -458,6 +458,9 @@ impl Writer<'_> {
         match p.kind {
             Kind::Event => {
                 ctx.metrics.event_write_seconds.observe(p.since.elapsed().as_secs_f64());
+                if let Some(j) = &ctx.journal {
+                    j.release_record(&id);
+                }
                 return;
             }
             Kind::Clip => {
@@ -481,6 +484,7 @@ impl Writer<'_> {
         }
         if let Some(j) = &ctx.journal {
             j.remove(&id);
+            j.release_record(&id);
         }
         let _ = self.arch_tx.send(id);
     }
@@ -535,8 +539,9 @@ fn missing(record: EventRecord, why: Missing) -> Pending {
 }
 
 /// Jobs that close the events an earlier run decided but did not close: the clip cut from the
-/// frame journal where it kept the frames, else the event closed as "clip unavailable". Journal
-/// files of events already closed are removed.
+/// frame journal where it kept the frames, else the event closed as "clip unavailable". Events
+/// whose record the spool never took (full when they were decided) are in the journal too: their
+/// record is written first. Journal files of events already closed are removed.
 pub(super) fn recover(ctx: &Ctx) -> Vec<Job> {
     let spool_dir = &ctx.cfg.clip.spool_dir;
     let open = match spool::open_events(spool_dir) {
@@ -546,26 +551,50 @@ pub(super) fn recover(ctx: &Ctx) -> Vec<Job> {
             return Vec::new();
         }
     };
+    let mut held = Vec::new();
     if let Some(j) = &ctx.journal {
+        let records = j.held_records().unwrap_or_else(|e| {
+            tracing::error!(dir = %j.dir().display(), error = %e, "cannot look for held event records");
+            Vec::new()
+        });
+        for mut r in records {
+            let paths = ClipPaths::new(spool_dir, &r.event_id);
+            if paths.event.exists() || paths.sidecar.exists() {
+                j.release_record(&r.event_id);
+            } else {
+                // The still was only in memory.
+                r.still_file.clear();
+                held.push(r);
+            }
+        }
         for id in j.ids().unwrap_or_default() {
-            if open.binary_search(&id).is_err() {
+            if open.binary_search(&id).is_err() && !held.iter().any(|r| r.event_id == id) {
                 j.remove(&id);
             }
         }
     }
     let now = Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string();
     let mut jobs = Vec::new();
+    let mut records = Vec::new();
     for id in open {
         let paths = ClipPaths::new(spool_dir, &id);
-        let record = match spool::read_event(&paths.event) {
-            Ok(r) => r,
+        match spool::read_event(&paths.event) {
+            Ok(r) => records.push(r),
             Err(e) => {
                 tracing::error!(event_id = %id, error = %e, "unreadable event record; left for an operator");
                 continue;
             }
-        };
+        }
         // A clip renamed in just before the kill, without its sidecar: cut again or closed without.
         let _ = std::fs::remove_file(&paths.clip);
+    }
+    for record in held {
+        tracing::warn!(event_id = %record.event_id, "event decided before the restart, its record never written (spool full): writing it now");
+        jobs.push(Job::Event { record: record.clone(), still: Bytes::new() });
+        records.push(record);
+    }
+    for record in records {
+        let id = record.event_id.clone();
         let frames = ctx.journal.as_ref().and_then(|j| match j.read(&id) {
             Ok(f) => f.filter(|f| !f.is_empty()),
             Err(e) => {

@@ -583,7 +583,9 @@ pub fn build(cfg: &SmtpConfig, to: &str, a: &Alert<'_>) -> Result<Message, SendE
         (Some(l), Some(_), None) => lines.push(format!("Archived:    {l}")),
         (Some(l), None, None) => lines.push(format!("The clip is too large to attach; download it here: {l}")),
         (None, Some(_), None) => {}
-        (None, None, None) => lines.push("The clip is too large to attach and is not archived yet.".into()),
+        (None, None, None) => {
+            lines.push("The clip is too large to attach, and there is no archive link for it.".into())
+        }
     }
     summary_lines(a.summary, &mut lines);
     let m = Compose {

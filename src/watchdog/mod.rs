@@ -89,7 +89,15 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let spool_dir = cfg.clip.spool_dir.clone();
     std::fs::create_dir_all(spool_dir.join(FAILED_DIR))
         .with_context(|| format!("creating {}", spool_dir.join(FAILED_DIR).display()))?;
-    let limiter = Limiter::load(&spool_dir).context("reading the watchdog's rate-limit state")?;
+    let limiter = match Limiter::load(&spool_dir) {
+        // Written atomically, so only damage from outside gets here. Starting the limits afresh
+        // may let one extra alert through; refusing to start would send none, restart after restart.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            tracing::error!(path = %Limiter::path(&spool_dir).display(), error = %e, "the rate limiter's state is corrupt; starting its limits afresh");
+            Limiter::default()
+        }
+        other => other.context("reading the watchdog's rate-limit state")?,
+    };
     let lock = state::SpoolLock::open(&spool_dir).context("opening the watchdog's lock file")?;
     let wd = Watchdog {
         to: if cfg.smtp.to.is_empty() && cfg.smtp.host.is_empty() {
@@ -215,12 +223,14 @@ pub fn retry_failed(cfg: &Config, only: Option<&str>) -> anyhow::Result<Vec<Stri
     Ok(ids)
 }
 
-/// The files of one event in deletion/move order: the data, the record, the sidecar, and the
-/// delivery last (an interrupted delete leaves either a sidecar, which is settled again, or an
-/// orphaned delivery, which [`Watchdog::clean_orphans`] finishes).
+/// The files of one event in deletion/move order: the data, the record, the sidecar, then the
+/// archive marker and the delivery. An interrupted delete leaves either a sidecar with its marker,
+/// which is settled again, or an orphaned delivery, which [`Watchdog::clean_orphans`] finishes.
+/// (With the marker gone before the sidecar, a restart waited for an archive that could never
+/// come: the clip it would upload was already deleted.)
 fn clip_files(spool: &Path, id: &str) -> Vec<PathBuf> {
     let p = ClipPaths::new(spool, id);
-    vec![p.clip, p.still, p.archived, p.event, p.sidecar, Delivery::path(spool, id)]
+    vec![p.clip, p.still, p.event, p.sidecar, p.archived, Delivery::path(spool, id)]
 }
 
 /// The event as its sidecar tells it, for a first alert whose record is gone.
@@ -271,6 +281,14 @@ impl Watchdog {
             return Ok(None);
         }
         let handler = move |res: notify::Result<notify::Event>| {
+            // The kernel's queue overflowed (IN_Q_OVERFLOW, a Rescan event with no paths) or the
+            // watch reported an error: any file may have been missed, so a full pass now, not at
+            // the next periodic rescan; it may have been a decision.
+            if res.as_ref().map_or(true, |ev| ev.need_rescan()) {
+                decided.store(true, std::sync::atomic::Ordering::Release);
+                let _ = kick.try_send(());
+                return;
+            }
             // Only the detector's final renames matter: the event record, the sidecar and the
             // archive marker.
             if let Ok(ev) = res {
@@ -429,6 +447,14 @@ impl Watchdog {
             return Ok(());
         }
         if del.any_failed() {
+            // Archived first: the archiver reads the clip from the spool, and once it is in
+            // failed/ it would drop the event as gone, so the evidence would never reach S3.
+            if self.require_archive && !ClipPaths::new(&self.spool, id).archived.exists() {
+                if self.logged.insert(format!("{id}/failed")) {
+                    tracing::error!(event_id = %id, reason = %del.failure_report(), "delivery failed for good; kept in the spool until archived, then moved to failed/");
+                }
+                return Ok(());
+            }
             return self.move_to_failed(id, &del.failure_report());
         }
         self.delivered.insert(id.to_string());
@@ -445,7 +471,7 @@ impl Watchdog {
                 self.unsaved.remove(id);
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            Err(e) if spool::is_no_space(&e) => {
                 if self.unsaved.insert(id.to_string(), del.clone()).is_none() {
                     tracing::warn!(event_id = %id, error = %e, "spool full: this event's delivery state is kept in memory until space frees; a crash meanwhile may send its email twice, never not at all");
                 }
@@ -462,7 +488,7 @@ impl Watchdog {
                 self.limiter_unsaved = false;
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            Err(e) if spool::is_no_space(&e) => {
                 if !std::mem::replace(&mut self.limiter_unsaved, true) {
                     tracing::warn!(error = %e, "spool full: the rate limiter's state is kept in memory until space frees");
                 }
@@ -477,7 +503,7 @@ impl Watchdog {
         for (id, del) in std::mem::take(&mut self.unsaved) {
             if let Err(e) = del.save(&self.spool, &id) {
                 // Still full (said once already) or failing otherwise: kept, tried next pass.
-                if e.kind() != std::io::ErrorKind::StorageFull {
+                if !spool::is_no_space(&e) {
                     tracing::warn!(event_id = %id, error = %e, "cannot write the delivery state kept in memory");
                 }
                 self.unsaved.insert(id, del);
@@ -616,6 +642,9 @@ impl Watchdog {
             (Some(a), false) => Some(self.link(&a.clip_url).await),
             (Some(a), true) => Some(a.clip_url.clone()),
             (None, true) => None,
+            // No archive to wait for, or one that could only write an empty marker (a full
+            // spool): the email says the clip is too large and has no link, rather than never going.
+            (None, false) if !self.require_archive || paths.archived.exists() => None,
             (None, false) => {
                 // Too big to attach and nothing to link to yet: the archive marker will wake us.
                 if self.logged.insert(format!("{id}/link")) {
@@ -783,8 +812,11 @@ impl Watchdog {
     fn delete(&mut self, id: &str) -> anyhow::Result<()> {
         for (i, f) in clip_files(&self.spool, id).iter().enumerate() {
             remove_if_exists(f).with_context(|| format!("deleting {}", f.display()))?;
-            if i == 0 {
-                crash_point("mid-delete");
+            match i {
+                0 => crash_point("mid-delete"),
+                // The clip and the record gone, the sidecar not yet.
+                2 => crash_point("late-delete"),
+                _ => {}
             }
         }
         spool::sync_dir(&self.spool)?;

@@ -251,7 +251,7 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    fn path(spool: &Path) -> PathBuf {
+    pub fn path(spool: &Path) -> PathBuf {
         spool.join(STATE_DIR).join("limiter.json")
     }
 

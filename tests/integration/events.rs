@@ -634,6 +634,85 @@ async fn the_reserve_lets_an_event_be_recorded_on_a_full_spool() {
     assert!(other.is_dir() && !other.join(".reserve").exists());
 }
 
+/// An event decided on a spool too full even for its record (no reserve), then a stop before
+/// space frees: the record was only in memory, so the next start knew nothing of the event and
+/// removed its journalled frames. Now the record is kept in the frame journal too, and the next
+/// start writes it and closes the event from the journal: the alert reaches the SMTP server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_record_never_reached_the_spool_survives_a_restart() {
+    init_logs();
+    let (video, _, _) = fixture_video(&["--size", "320x240", "--calm", "5", "--burst", "3", "--after", "7"]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let _tmpfs = Tmpfs::mount(&spool_dir, 8 << 20);
+    let journal = dir.path().join("journal");
+    let (server, mut cfg) = plain_smtp(dir.path(), &[]);
+    cfg.source.path = Some(video.clone());
+    cfg.source.pace = Pace::Realtime;
+    cfg.clip.spool_dir = spool_dir.clone();
+    cfg.clip.reserve = bytesize::ByteSize::b(0);
+    cfg.clip.min_free_space = bytesize::ByteSize::kib(16);
+    cfg.clip.frame_journal = Some(journal.clone());
+    cfg.archive.target = String::new();
+
+    // The first run: the spool filled to the last block before the burst is decided.
+    let stop = CancellationToken::new();
+    let detector = edgewatch::detector::start(cfg.clone(), stop.clone()).await.unwrap();
+    let s = spool_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::create(s.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    })
+    .await
+    .unwrap();
+    let held_record = || {
+        std::fs::read_dir(&journal)
+            .ok()?
+            .flatten()
+            .find_map(|e| e.file_name().to_string_lossy().strip_suffix(".record.json").map(str::to_string))
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut held = None;
+    while held.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        held = held_record();
+    }
+    // Stopped either way: a detector left running on a full spool would hold the test forever.
+    stop.cancel();
+    detector.wait().await.unwrap();
+    let held = held.expect("a decided event's record held in the journal");
+    assert!(spool::events(&spool_dir).unwrap().is_empty(), "the spool took nothing");
+
+    // Space frees; the next start (any source: the same video here) and the watchdog.
+    std::fs::remove_file(spool_dir.join("filler")).unwrap();
+    cfg.source.pace = Pace::Fast;
+    let stop = CancellationToken::new();
+    let watchdog = edgewatch::watchdog::start(cfg.clone(), stop.clone()).await.unwrap();
+    edgewatch::detector::run(cfg.clone(), CancellationToken::new()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reached = || server.messages().iter().any(|(raw, _)| header(raw, "X-Edgewatch-Event") == held);
+    while !reached() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if !reached() {
+        stop.cancel();
+        watchdog.wait().await.unwrap();
+        panic!("the held event {held} never reached the SMTP server");
+    }
+    wait_spool_empty(&spool_dir, Duration::from_secs(60), "everything delivered").await;
+    let m = mails(&server);
+    let ours: Vec<&Mail> = m.iter().filter(|m| m.event == held).collect();
+    assert!(
+        ours.iter().any(|m| m.kind == "clip" || m.kind == "no-clip"),
+        "{:?}",
+        ours.iter().map(|m| &m.kind).collect::<Vec<_>>()
+    );
+    assert!(!journal.join(format!("{held}.record.json")).exists(), "released once written");
+    stop.cancel();
+    watchdog.wait().await.unwrap();
+}
+
 /// A clip the spool refuses for another reason than space (here an I/O error, from the
 /// fault-injection build's failing step) is tried three times, then its event is closed as
 /// "clip unavailable: it could not be written (...)", and the watchdog mails that reason.

@@ -265,6 +265,15 @@ pub(crate) fn plain_smtp_down(dir: &Path, extra: &[&str]) -> (SmtpServer, Config
     (server, cfg)
 }
 
+/// Waits, off the runtime, until the metric `name` served at `addr` reads `value`.
+pub(crate) async fn wait_metric(addr: std::net::SocketAddr, name: &'static str, value: f64, what: &'static str) {
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(30), what, || (metric(addr, name) == value).then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
 /// Waits, off the runtime, until the spool holds no event: each one delivered and deleted.
 pub(crate) async fn wait_spool_empty(spool_dir: &Path, limit: Duration, what: &'static str) {
     let dir = spool_dir.to_path_buf();
@@ -491,8 +500,17 @@ async fn a_permanent_rejection_ends_in_failed_with_the_metric() {
     let shutdown = CancellationToken::new();
     let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
     let id = "20260101T000003.000Z-cam0";
-    put_clip(&cfg.clip.spool_dir, id, "cam0", true);
+    put_clip(&cfg.clip.spool_dir, id, "cam0", false);
     let failed = cfg.clip.spool_dir.join("failed");
+    // Failed for good, but not archived yet: it stays where the archiver reads it (the archiver
+    // drops an event whose clip has left the spool, so failed/ first meant never archived).
+    let addr = running.http_addr;
+    wait_metric(addr, "edgewatch_smtp_errors_total{class=\"permanent\"}", 2.0, "the permanent rejections").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!failed.join(format!("{id}.json")).exists(), "moved to failed/ before it was archived");
+    assert_eq!(spool::complete_clips(&cfg.clip.spool_dir).unwrap(), vec![id.to_string()]);
+    // The detector's archiver writes the marker; then the event moves, marker and all.
+    mark_archived(&cfg.clip.spool_dir, id);
     let f2 = failed.clone();
     tokio::task::spawn_blocking(move || {
         wait_until(Duration::from_secs(30), "the clip in failed/", || {
@@ -501,7 +519,7 @@ async fn a_permanent_rejection_ends_in_failed_with_the_metric() {
     })
     .await
     .unwrap();
-    for ext in ["mp4", "jpg", "json", "delivery", "reason"] {
+    for ext in ["mp4", "jpg", "json", "archived", "delivery", "reason"] {
         assert!(failed.join(format!("{id}.{ext}")).exists(), "failed/{id}.{ext}");
     }
     assert!(spool::complete_clips(&cfg.clip.spool_dir).unwrap().is_empty());
@@ -509,7 +527,6 @@ async fn a_permanent_rejection_ends_in_failed_with_the_metric() {
     let msgs = server.messages();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].1["to"], serde_json::json!(["ops@example.com"]));
-    let addr = running.http_addr;
     let (failed_m, perm) = tokio::task::spawn_blocking(move || {
         (
             metric(addr, "edgewatch_alerts_failed_total"),
@@ -667,7 +684,7 @@ async fn a_clip_waiting_for_its_archive_leaves_the_watchdog_idle() {
 #[cfg(feature = "fault-injection")]
 #[test]
 fn sigkill_at_each_step_never_loses_and_never_duplicates() {
-    for step in ["before-send", "after-accept", "after-record", "mid-delete"] {
+    for step in ["before-send", "after-accept", "after-record", "mid-delete", "late-delete"] {
         let dir = tempfile::tempdir().unwrap();
         let server = SmtpServer::start(dir.path(), &[]);
         let mut cfg = watch_config(dir.path());
@@ -756,13 +773,7 @@ async fn a_clip_over_the_attachment_limit_is_sent_as_a_presigned_link() {
     // Too big to attach and not archived yet: nothing is sent. A pass has seen it once the
     // queue gauge (set at the end of each pass) counts it.
     let addr = running.http_addr;
-    tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(30), "a pass over the clip", || {
-            (metric(addr, "edgewatch_alert_queue_depth") == 1.0).then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    wait_metric(addr, "edgewatch_alert_queue_depth", 1.0, "a pass over the clip").await;
     assert!(server.messages().is_empty(), "sent before there was anything to link to");
 
     // The detector's archiver would upload and then write the marker; do the same.
@@ -801,6 +812,62 @@ async fn a_clip_over_the_attachment_limit_is_sent_as_a_presigned_link() {
     assert_eq!(status, 403);
     shutdown.cancel();
     running.wait().await.unwrap();
+}
+
+/// A corrupt rate-limiter state (only damage from outside: it is written atomically) starts the
+/// limits afresh instead of stopping the watchdog at every start, which would send nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_rate_limiter_state_does_not_stop_the_alerts() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cfg) = plain_smtp(dir.path(), &[]);
+    let state = edgewatch::watchdog::state::Limiter::path(&cfg.clip.spool_dir);
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    std::fs::write(&state, b"{").unwrap();
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    put_clip(&cfg.clip.spool_dir, "20260101T000042.000Z-cam0", "cam0", true);
+    wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(30), "delivery despite the corrupt state").await;
+    assert_eq!(server.messages().len(), 1);
+    shutdown.cancel();
+    running.wait().await.unwrap();
+    // Written afresh: the next start reads it.
+    assert!(edgewatch::watchdog::state::Limiter::load(&cfg.clip.spool_dir).is_ok());
+}
+
+/// A clip over `smtp.max-attachment` with nothing to link to ever (no archive configured, or an
+/// archiver that could only write an empty marker on a full spool) still goes out, saying so,
+/// and the event is then deleted: before, it waited for a link that never came, so the email
+/// never went and the spool kept the event for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_over_the_attachment_limit_with_no_link_to_come_still_goes_out() {
+    init_logs();
+    for empty_marker in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, mut cfg) = plain_smtp(dir.path(), &[]);
+        if !empty_marker {
+            cfg.archive.target = String::new();
+        }
+        cfg.smtp.max_attachment = bytesize::ByteSize::kib(1);
+        let id = "20260101T000041.000Z-cam0";
+        put_clip(&cfg.clip.spool_dir, id, "cam0", false);
+        if empty_marker {
+            // What the archiver writes when the spool is too full for the marker's JSON.
+            spool::write_atomic(&ClipPaths::new(&cfg.clip.spool_dir, id).archived, b"").unwrap();
+        }
+        let shutdown = CancellationToken::new();
+        let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+        wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(30), "the oversized clip delivered and deleted")
+            .await;
+        let msgs = server.messages();
+        assert_eq!(msgs.len(), 1, "empty marker {empty_marker}");
+        let parts = parts(&msgs[0].0);
+        assert!(parts.iter().all(|p| p.0 != "video/mp4"), "the clip must not be attached");
+        let text = String::from_utf8_lossy(&parts.iter().find(|p| p.0 == "text/plain").unwrap().2).into_owned();
+        assert!(text.contains("too large to attach, and there is no archive link"), "{text}");
+        shutdown.cancel();
+        running.wait().await.unwrap();
+    }
 }
 
 /// The rate limiter's state outlives the watchdog: restarted within `watch.min-gap` of an alert,
