@@ -433,7 +433,20 @@ impl Watchdog {
         };
         let stored = match self.unsaved.get(id) {
             Some(d) => Some(d.clone()),
-            None => Delivery::load(&self.spool, id)?,
+            None => match Delivery::load(&self.spool, id) {
+                // Written atomically, so only damage from outside gets here. Started again, past
+                // the rate limit (the event was admitted once): the same Message-IDs, so a
+                // recipient who has it sees one message; failing the pass forever would send none.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::error!(event_id = %id, error = %e, "corrupt delivery state; delivering the event again");
+                    let first = (record.is_some() && self.cfg.alert.first == FirstAlert::Snapshot)
+                        .then(|| self.first_message_id(id));
+                    let del = Delivery::new(self.message_id(id), first, &self.to, Default::default());
+                    self.persist(id, &del)?;
+                    Some(del)
+                }
+                other => other?,
+            },
         };
         let mut del = match stored {
             Some(d) => d,

@@ -835,6 +835,24 @@ async fn a_corrupt_rate_limiter_state_does_not_stop_the_alerts() {
     assert!(edgewatch::watchdog::state::Limiter::load(&cfg.clip.spool_dir).is_ok());
 }
 
+/// A corrupt delivery state (only damage from outside: it is written atomically) starts the
+/// event's delivery again instead of failing its pass forever, which would send nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_delivery_state_does_not_stop_the_event() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cfg) = plain_smtp(dir.path(), &[]);
+    let id = "20260101T000043.000Z-cam0";
+    put_clip(&cfg.clip.spool_dir, id, "cam0", true);
+    std::fs::write(edgewatch::watchdog::state::Delivery::path(&cfg.clip.spool_dir, id), b"{").unwrap();
+    let shutdown = CancellationToken::new();
+    let running = edgewatch::watchdog::start(cfg.clone(), shutdown.clone()).await.unwrap();
+    wait_spool_empty(&cfg.clip.spool_dir, Duration::from_secs(30), "delivery despite the corrupt state").await;
+    assert_eq!(server.messages().len(), 1);
+    shutdown.cancel();
+    running.wait().await.unwrap();
+}
+
 /// A clip over `smtp.max-attachment` with nothing to link to ever (no archive configured, or an
 /// archiver that could only write an empty marker on a full spool) still goes out, saying so,
 /// and the event is then deleted: before, it waited for a link that never came, so the email
