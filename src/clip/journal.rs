@@ -92,15 +92,12 @@ impl FrameJournal {
         }
     }
 
-    /// Ids with a journal file.
     /// Keeps an event record the spool could not take (full, failing) beside the frames, until
     /// the spool has it: otherwise a restart meanwhile would not know the event was ever decided.
     pub fn hold_record(&self, record: &EventRecord) -> io::Result<()> {
         let data = serde_json::to_vec(record).map_err(io::Error::other)?;
-        let tmp = self.dir.join(format!(".{}.{RECORD_EXT}.tmp", record.event_id));
-        fs::write(&tmp, data)?;
         // Renamed into place, so a kill mid-write leaves no half record.
-        fs::rename(&tmp, self.record_path(&record.event_id))
+        crate::spool::write_atomic(&self.record_path(&record.event_id), &data)
     }
 
     /// Forgets `id`'s held record: the spool has it now.
@@ -118,14 +115,11 @@ impl FrameJournal {
     pub fn held_records(&self) -> io::Result<Vec<EventRecord>> {
         let mut records = Vec::new();
         for e in fs::read_dir(&self.dir)?.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || !name.ends_with(&format!(".{RECORD_EXT}")) {
+            // Temporary files end in `.tmp`: only whole records match.
+            if !e.file_name().to_string_lossy().ends_with(&format!(".{RECORD_EXT}")) {
                 continue;
             }
-            match fs::read(e.path())
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            {
+            match crate::spool::read_event(&e.path()) {
                 Ok(r) => records.push(r),
                 Err(err) => tracing::error!(file = %e.path().display(), error = %err, "unreadable held event record"),
             }
@@ -138,6 +132,7 @@ impl FrameJournal {
         self.dir.join(format!("{id}.{RECORD_EXT}"))
     }
 
+    /// Ids with a journal file.
     pub fn ids(&self) -> io::Result<Vec<String>> {
         let mut ids: Vec<String> = fs::read_dir(&self.dir)?
             .flatten()

@@ -405,6 +405,13 @@ impl Watchdog {
         format!("<{id}.first.{}@edgewatch>", self.cfg.node)
     }
 
+    /// A fresh delivery state for `id`: the first alert too when the event was decided (it has a
+    /// record) and `alert.first` asks for one.
+    fn new_delivery(&self, id: &str, decided: bool, summary: Vec<Suppressed>) -> Delivery {
+        let first = (decided && self.cfg.alert.first == FirstAlert::Snapshot).then(|| self.first_message_id(id));
+        Delivery::new(self.message_id(id), first, &self.to, summary)
+    }
+
     async fn process(&mut self, id: &str) -> anyhow::Result<()> {
         if self.delivered.contains(id) {
             return self.settle(id);
@@ -439,9 +446,7 @@ impl Watchdog {
                 // recipient who has it sees one message; failing the pass forever would send none.
                 Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                     tracing::error!(event_id = %id, error = %e, "corrupt delivery state; delivering the event again");
-                    let first = (record.is_some() && self.cfg.alert.first == FirstAlert::Snapshot)
-                        .then(|| self.first_message_id(id));
-                    let del = Delivery::new(self.message_id(id), first, &self.to, Default::default());
+                    let del = self.new_delivery(id, record.is_some(), Default::default());
                     self.persist(id, &del)?;
                     Some(del)
                 }
@@ -557,8 +562,7 @@ impl Watchdog {
         let w = &self.cfg.watch;
         if self.limiter.allows(camera, now, w.min_gap, w.max_per_hour) {
             let summary = self.limiter.take_suppressed(camera);
-            let first = (decided && self.cfg.alert.first == FirstAlert::Snapshot).then(|| self.first_message_id(id));
-            let del = Delivery::new(self.message_id(id), first, &self.to, summary);
+            let del = self.new_delivery(id, decided, summary);
             // Delivery first: a crash before the limiter is saved lists the summary twice, never zero times.
             self.persist(id, &del)?;
             self.limiter.record(camera, now);

@@ -405,6 +405,16 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Writes `path` until its filesystem refuses more: blocks, then a last byte, so the spool holding
+/// it is full to the last byte.
+pub fn fill_up(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.write_all(&[0u8; 1]);
+}
+
 /// A child process that is killed and reaped when the test ends, pass or fail. std's `Child`
 /// is not: a failed assertion would leave an edgewatch running on (retrying writes into a
 /// temporary directory already removed) long after the test binary exits.

@@ -286,13 +286,7 @@ async fn a_spool_full_to_the_last_byte_still_delivers_and_frees_itself() {
     let summary = edgewatch::detector::run(cfg.clone(), CancellationToken::new()).await.unwrap();
     assert_eq!(summary.events.len(), 2, "{summary:#?}");
     // What is left goes to a filler, to the last byte.
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(spool_dir.join(".filler")).unwrap();
-        let block = vec![0u8; 4096];
-        while f.write_all(&block).and_then(|_| f.flush()).is_ok() {}
-        let _ = f.write_all(&[0u8; 1]);
-    }
+    fill_up(&spool_dir.join(".filler"));
     assert!(spool::free_space(&spool_dir).unwrap() < 4096, "the spool is full");
     server.up();
     let shutdown = CancellationToken::new();
@@ -595,9 +589,7 @@ async fn the_reserve_lets_an_event_be_recorded_on_a_full_spool() {
     let (r, s) = (reserve.clone(), spool_dir.clone());
     tokio::task::spawn_blocking(move || {
         wait_until(Duration::from_secs(30), "the reserve set aside", || r.exists().then_some(()));
-        let mut f = std::fs::File::create(s.join("filler")).unwrap();
-        let block = vec![0u8; 4096];
-        while std::io::Write::write_all(&mut f, &block).is_ok() {}
+        fill_up(&s.join("filler"));
     })
     .await
     .unwrap();
@@ -658,14 +650,8 @@ async fn an_event_whose_record_never_reached_the_spool_survives_a_restart() {
     // The first run: the spool filled to the last block before the burst is decided.
     let stop = CancellationToken::new();
     let detector = edgewatch::detector::start(cfg.clone(), stop.clone()).await.unwrap();
-    let s = spool_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut f = std::fs::File::create(s.join("filler")).unwrap();
-        let block = vec![0u8; 4096];
-        while std::io::Write::write_all(&mut f, &block).is_ok() {}
-    })
-    .await
-    .unwrap();
+    let filler = spool_dir.join("filler");
+    tokio::task::spawn_blocking(move || fill_up(&filler)).await.unwrap();
     let held_record = || {
         std::fs::read_dir(&journal)
             .ok()?
